@@ -1,0 +1,76 @@
+"""Export a model with torch.export, batch dimension dynamic, ready to be measured elsewhere.
+
+Used by `harness.submit` inside the student kernel and by `dlgrade profile` for models we build ourselves.
+The exported program is data (a graph + weights), so the measuring process never imports student code.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+MIN_EXPORT_BATCH = 2  # torch.export specialises dimensions of size 1: export with >= 2 to keep batch dynamic
+
+
+class ExportError(Exception):
+    """A model that torch.export cannot capture; the message says what to change."""
+
+
+def example_batch(example_input: torch.Tensor) -> torch.Tensor:
+    """The example input as a CPU float batch of at least MIN_EXPORT_BATCH rows."""
+    if not isinstance(example_input, torch.Tensor):
+        raise ExportError(
+            f"example_input must be a torch.Tensor of shape (N, C, H, W), got {type(example_input).__name__}: "
+            "pass one batch of your data, e.g. next(iter(train_loader))[0]"
+        )
+    if example_input.dim() < 2:
+        raise ExportError(
+            f"example_input must have a batch dimension, got shape {list(example_input.shape)}: "
+            "use x.unsqueeze(0) for a single example"
+        )
+    x = example_input.detach().to("cpu", torch.float32).contiguous()
+    if x.shape[0] < MIN_EXPORT_BATCH:
+        x = x[:1].expand(MIN_EXPORT_BATCH, *x.shape[1:]).contiguous()
+    return x[:MIN_EXPORT_BATCH]
+
+
+def export_model(model: nn.Module, example_input: torch.Tensor) -> torch.export.ExportedProgram:
+    """Export a CPU, eval-mode copy of `model` with a dynamic batch dimension.
+
+    The student's model object is left untouched (device, mode and weights), so the notebook can go on using it.
+    """
+    if not isinstance(model, nn.Module):
+        raise ExportError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    x = example_batch(example_input)
+    # torch.compile wraps the module; export the original one.
+    model = getattr(model, "_orig_mod", model)
+    cpu_model = copy.deepcopy(model).to("cpu", torch.float32).eval()
+    try:
+        return torch.export.export(cpu_model, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    except Exception as exc:  # torch raises many types here; all mean "not exportable"
+        raise ExportError(explain_export_failure(exc)) from exc
+
+
+def explain_export_failure(exc: Exception) -> str:
+    """Turn a torch.export failure into a message that says what to change in the model."""
+    text = str(exc)
+    first_line = next((line for line in text.splitlines() if line.strip()), type(exc).__name__)
+    if "data-dependent" in text or "GuardOnDataDependent" in text or "DataDependent" in type(exc).__name__:
+        advice = (
+            "forward() branches on tensor values (e.g. `if x.sum() > 0:` or `.item()`), which torch.export cannot "
+            "capture: use torch.where(...) for element-wise choices, or decide the branch from shapes/attributes"
+        )
+    elif "batch" in text and ("specializ" in text or "Constraints violated" in text):
+        advice = (
+            "forward() fixes the batch size (e.g. `x.view(64, -1)` or a tensor created with a fixed batch): use "
+            "`x.flatten(1)` or `x.view(x.shape[0], -1)` and create tensors with `x.new_zeros(x.shape[0], ...)`"
+        )
+    elif "Unsupported" in type(exc).__name__ or "not supported" in text:
+        advice = (
+            "forward() calls something torch.export cannot trace (numpy, Python I/O, printing tensors, "
+            "unsupported libraries): keep forward() to torch operations only"
+        )
+    else:
+        advice = "keep forward() to torch operations on its input, with no Python logic that depends on tensor values"
+    return f"torch.export could not capture your model ({type(exc).__name__}: {first_line[:300]}). {advice}."

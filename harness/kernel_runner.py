@@ -1,0 +1,114 @@
+"""Child side of the execute step: run one prepared notebook with papermill's notebook client.
+
+Started by `harness.execute` as `python -m harness.kernel_runner REPORT_FD` in a new session, inside the run's
+working directory, with a scrubbed environment. The prepared notebook arrives on stdin; the executed notebook and the
+outcome leave through the pipe REPORT_FD, which jupyter_client closes in the kernel it starts (close_fds), so the
+student's code cannot write to it. Per-cell timing is papermill's own metadata (start_time, end_time, duration).
+
+The runner is a child subreaper, so every process the kernel forks stays in its process tree and the parent can
+kill all of them when the run ends.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import sys
+
+import nbformat
+
+from harness.processes import kill_tree
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl(option: int, value: int) -> None:
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+
+
+def _exit_requested(execute_reply: dict) -> bool:
+    """IPython's exit()/quit() only asks the front-end to stop (payload 'ask_exit'); the kernel goes on."""
+    payload = (execute_reply or {}).get("content", {}).get("payload", [])
+    return any(item.get("source") == "ask_exit" for item in payload)
+
+
+def run(nb: nbformat.NotebookNode, kernel_name: str, cell_timeout_s: float, start_timeout_s: float) -> dict:
+    from jupyter_client.kernelspec import NoSuchKernel
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NotebookExecutionManager
+
+    # papermill marks cells that never ran as "completed" when the run ends early, so its status field cannot
+    # tell what ran: record it from nbclient's hooks instead.
+    started: list[int] = []
+    executed: list[int] = []
+    exit_cells: list[int] = []
+
+    def on_cell_execute(cell, cell_index):
+        started.append(cell_index)
+
+    def on_cell_executed(cell, cell_index, execute_reply):
+        executed.append(cell_index)
+        if _exit_requested(execute_reply):
+            exit_cells.append(cell_index)
+
+    nb_man = NotebookExecutionManager(nb, output_path=None, progress_bar=False, log_output=False)
+    nb_man.notebook_start()
+    outcome, message = "completed", ""
+    try:
+        PapermillNotebookClient(
+            nb_man,
+            kernel_name=kernel_name,
+            timeout=cell_timeout_s,
+            startup_timeout=start_timeout_s,
+            allow_errors=True,  # a failing test cell costs its points, it does not stop grading
+            on_cell_execute=on_cell_execute,
+            on_cell_executed=on_cell_executed,
+            log=logging.getLogger("papermill"),
+        ).execute()
+    except CellTimeoutError as exc:
+        outcome, message = "cell_timeout", str(exc).splitlines()[0] if str(exc) else "cell timed out"
+    except DeadKernelError as exc:
+        outcome, message = "kernel_died", str(exc)
+    except NoSuchKernel:
+        outcome = "no_kernel"
+        message = (
+            f"Jupyter kernel '{kernel_name}' is not installed: run `make setup` or "
+            f"`python -m ipykernel install --sys-prefix --name {kernel_name}`"
+        )
+    except RuntimeError as exc:  # kernel did not start in time
+        outcome, message = "kernel_died", f"{type(exc).__name__}: {exc}"
+    finally:
+        nb_man.notebook_complete()
+    interrupted = started[-1] if started and started[-1] not in executed else None
+    return {
+        "outcome": outcome,
+        "message": message,
+        "executed_cells": executed,
+        "interrupted_cell": interrupted,
+        "exit_cells": exit_cells,
+        "notebook": nb_man.nb,
+    }
+
+
+def main() -> int:
+    report_fd = int(sys.argv[1])
+    kernel_name, cell_timeout_s, start_timeout_s = sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the grader died: stop now
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    logging.basicConfig(level=logging.ERROR)
+    nb = nbformat.reads(sys.stdin.read(), as_version=4)
+    report = run(nb, kernel_name, cell_timeout_s, start_timeout_s)
+    kill_tree(os.getpid(), include_root=False)  # anything the kernel left behind
+    report["notebook"] = nbformat.writes(report["notebook"])
+    with os.fdopen(report_fd, "w") as out:
+        json.dump(report, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

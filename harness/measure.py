@@ -1,0 +1,197 @@
+"""Measure an exported model: parameters, MACs (fvcore, cross-checked), activation shapes.
+
+Run as `python -m harness.measure MODEL.pt2 --input-shape C,H,W` this is the clean measuring process of the grading
+path: it imports no student code, loads model.pt2 as data and prints one JSON object (the profile) on stdout.
+
+Conventions (docs/architecture.md): batch 1, eval mode; `macs` is fvcore's total (one fused multiply-add = 1,
+eval BatchNorm = 2 per element, relu/pool/add not counted); `flops_check` is torch's FlopCounterMode total
+(2 per MAC, conv/mm only) and must equal 2 * `macs_conv_linear`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+with warnings.catch_warnings():  # fvcore.nn warns about torch.jit.script on import
+    warnings.simplefilter("ignore", FutureWarning)
+    from fvcore.nn import FlopCountAnalysis
+
+CONV_LINEAR_OPS = ("conv", "linear", "addmm", "matmul", "mm", "bmm", "einsum")
+
+
+class MeasureError(Exception):
+    """The exported file cannot be measured; the message is meant for the student."""
+
+
+def load_program(path: str) -> torch.export.ExportedProgram:
+    try:
+        return torch.export.load(path)
+    except Exception as exc:
+        raise MeasureError(
+            f"model.pt2 could not be loaded as an exported program ({type(exc).__name__}: {exc}); "
+            "it must be written by harness.submit(model, example_input)"
+        ) from exc
+
+
+def program_input_shape(ep: torch.export.ExportedProgram) -> tuple[int, ...]:
+    """Shape of one example (no batch dim) as recorded in the program's single tensor input."""
+    user_inputs = [spec for spec in ep.graph_signature.input_specs if spec.kind.name == "USER_INPUT"]
+    if len(user_inputs) != 1:
+        raise MeasureError(f"the model must take exactly one tensor input, it takes {len(user_inputs)}")
+    node = next(n for n in ep.graph.nodes if n.op == "placeholder" and n.name == user_inputs[0].arg.name)
+    return tuple(int(d) for d in node.meta["val"].shape[1:])
+
+
+def count_params(ep: torch.export.ExportedProgram) -> tuple[int, int]:
+    """(total, trainable). Buffers (BatchNorm running stats) are in ep.state_dict too: use the signature."""
+    params = [ep.state_dict[name] for name in ep.graph_signature.parameters]
+    total = sum(p.numel() for p in params)
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    return total, trainable
+
+
+def static_module(ep: torch.export.ExportedProgram, x1: torch.Tensor) -> nn.Module:
+    """The program re-exported at batch 1 and unflattened: module names come back and fvcore can trace it.
+
+    fvcore cannot trace the unflattened *dynamic* program (SymInts), hence the static re-export.
+    """
+    static_ep = torch.export.export(ep.module(), (x1,))
+    module = torch.export.unflatten(static_ep)
+    module.module_types = module_types(static_ep)
+    return module
+
+
+def module_types(ep: torch.export.ExportedProgram) -> dict[str, str]:
+    """Original class name of each submodule (e.g. 'Conv2d'), recovered from nn_module_stack metadata."""
+    types: dict[str, str] = {}
+    for node in ep.graph.nodes:
+        for fqn, type_name in (node.meta.get("nn_module_stack") or {}).values():
+            if fqn:
+                types[fqn] = str(type_name).rsplit(".", 1)[-1].strip("'>")
+    return types
+
+
+def count_macs(module: nn.Module, x1: torch.Tensor) -> dict:
+    analysis = FlopCountAnalysis(module, x1)
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        total = int(analysis.total())
+        by_operator = {op: int(n) for op, n in analysis.by_operator().items()}
+        by_module = {name: int(n) for name, n in analysis.by_module().items() if name and n}
+        unsupported = {op: int(n) for op, n in analysis.unsupported_ops().items()}
+    return {
+        "macs": total,
+        "macs_conv_linear": sum(n for op, n in by_operator.items() if op in CONV_LINEAR_OPS),
+        "macs_by_module": by_module,
+        "unsupported_ops": unsupported,
+    }
+
+
+def count_flops(module: nn.Module, x1: torch.Tensor) -> int:
+    with FlopCounterMode(display=False) as counter:
+        module(x1)
+    return int(counter.get_total_flops())
+
+
+def activation_shapes(module: nn.Module, x1: torch.Tensor) -> tuple[dict[str, list[int]], list[int]]:
+    """Output shape (without batch dim) of every submodule that returns a tensor, and of the whole model."""
+    shapes: dict[str, list[int]] = {}
+    hooks = []
+    for name, sub in module.named_modules():
+        if not name:
+            continue
+
+        def record(_mod, _inp, out, name=name):
+            if isinstance(out, torch.Tensor):
+                shapes[name] = list(out.shape[1:])
+
+        hooks.append(sub.register_forward_hook(record))
+    try:
+        out = module(x1)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    if not isinstance(out, torch.Tensor):
+        raise MeasureError(f"the model must return one tensor (the logits), it returned {type(out).__name__}")
+    return shapes, list(out.shape[1:])
+
+
+def params_by_module(module: nn.Module) -> dict[str, int]:
+    """Parameters owned directly by each submodule (a Conv2d's weight + bias), as in the course's tables."""
+    counts = {}
+    for name, sub in module.named_modules():
+        own = sum(p.numel() for p in sub.parameters(recurse=False))
+        if name and own:
+            counts[name] = own
+    return counts
+
+
+def profile_program(ep: torch.export.ExportedProgram, input_shape: Sequence[int] | None = None) -> dict:
+    """The profile of an exported program (see module docstring and the Profile JSON contract)."""
+    shape = tuple(input_shape) if input_shape else program_input_shape(ep)
+    torch.manual_seed(0)
+    x1 = torch.randn(1, *shape)
+    total, trainable = count_params(ep)
+    try:
+        module = static_module(ep, x1)
+    except Exception as exc:
+        raise MeasureError(
+            f"the model does not run on an input of shape {list(shape)} (batch 1): {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from exc
+    with torch.no_grad():
+        macs = count_macs(module, x1)
+        flops = count_flops(module, x1)
+        shapes, output_shape = activation_shapes(module, x1)
+    return {
+        "params": total,
+        "trainable_params": trainable,
+        **macs,
+        "flops_check": flops,
+        "flops_check_ok": flops == 2 * macs["macs_conv_linear"],
+        "activation_shapes": shapes,
+        "output_shape": output_shape,
+        "params_by_module": params_by_module(module),
+        "module_types": module.module_types,
+        "input_shape": list(shape),
+    }
+
+
+def profile_module(model: nn.Module, input_shape: Sequence[int]) -> dict:
+    """Profile an in-memory model through the same export path a submission takes."""
+    from harness.export import export_model
+
+    return profile_program(export_model(model, torch.zeros(2, *input_shape)), input_shape)
+
+
+def profile_file(path: str, input_shape: Sequence[int] | None = None) -> dict:
+    return profile_program(load_program(path), input_shape)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.measure", description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="an exported program (model.pt2)")
+    parser.add_argument("--input-shape", help="C,H,W of one example; default: the shape recorded in the program")
+    args = parser.parse_args(argv)
+    logging.disable(logging.WARNING)  # torch.export logs to stderr; stdout carries only the JSON
+    shape = [int(d) for d in args.input_shape.split(",")] if args.input_shape else None
+    try:
+        profile = profile_file(args.model, shape)
+    except MeasureError as exc:
+        json.dump({"error": str(exc)}, sys.stdout)
+        return 1
+    json.dump(profile, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

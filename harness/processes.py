@@ -1,0 +1,54 @@
+"""Process-tree bookkeeping for the sandbox: total memory and killing every descendant."""
+from __future__ import annotations
+
+import psutil
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of a process and all its descendants.
+
+    RSS, not address space: CUDA reserves huge virtual ranges at initialisation, so RLIMIT_AS would break it,
+    while resident memory is what actually exhausts the machine.
+    """
+    total = 0
+    try:
+        procs = [psutil.Process(pid), *descendants(pid)]
+    except psutil.NoSuchProcess:
+        return 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return total
+
+
+def kill_tree(pid: int, include_root: bool = True, rounds: int = 20) -> None:
+    """SIGKILL every descendant of `pid` (repeatedly: a fork loop may race us), then `pid` itself.
+
+    The sandbox runner is a child subreaper, so orphans of the kernel are re-parented to it and stay visible here.
+    """
+    for _ in range(rounds):
+        procs = descendants(pid)
+        if not procs:
+            break
+        for proc in procs:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(procs, timeout=1)
+    if include_root:
+        try:
+            root = psutil.Process(pid)
+            root.kill()
+            root.wait(timeout=5)
+        except (psutil.NoSuchProcess, psutil.TimeoutExpired):
+            pass
