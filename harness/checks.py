@@ -1,0 +1,196 @@
+"""Check kinds: each turns one `[[checks]]` entry of assignment.toml plus the evidence into a CheckResult.
+
+Evidence is measured by the harness: the profile of the submitted model (clean measuring process), the student's
+answers (their claims, compared against harness measurements), and profiles of reference models (measured here).
+Every message says what was expected, what was got, and what to do.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from harness.spec import CheckSpec
+
+LAYER_HINTS = {
+    "Conv2d": "check kernel_size, stride and padding: output = (W - F + 2P) / S + 1 ('same' keeps W, 'valid' is P=0)",
+    "MaxPool2d": "check kernel_size and stride of the pooling",
+    "AvgPool2d": "check kernel_size and stride of the pooling",
+    "Linear": "check in_features/out_features",
+    "Flatten": "check the shape that reaches the flatten (C * H * W)",
+}
+
+
+@dataclass
+class CheckResult:
+    id: str
+    passed: bool
+    points: float
+    max_points: float
+    expected: object
+    got: object
+    message: str
+
+
+@dataclass
+class Evidence:
+    profile: dict  # measurement of the submitted model
+    answers: dict  # the student's answers (claims, not measurements)
+    reference: Callable[[str], dict]  # name of a reference model -> its profile
+    default_reference: str | None
+
+
+CheckFn = Callable[[CheckSpec, Evidence], CheckResult]
+CHECK_KINDS: dict[str, CheckFn] = {}
+
+
+def check_kind(name: str):
+    def register(fn: CheckFn) -> CheckFn:
+        CHECK_KINDS[name] = fn
+        return fn
+
+    return register
+
+
+def run_check(spec: CheckSpec, evidence: Evidence) -> CheckResult:
+    return CHECK_KINDS[spec.kind](spec, evidence)
+
+
+def _result(spec: CheckSpec, fraction: float, expected, got, message: str) -> CheckResult:
+    points = round(spec.points * fraction, 4)
+    hint = spec.options.get("hint")
+    passed = fraction >= 1.0
+    if not passed and hint:
+        message = f"{message} Hint: {hint}"
+    return CheckResult(spec.id, passed, points, spec.points, expected, got, message)
+
+
+def _expected(spec: CheckSpec, evidence: Evidence, key: str):
+    """`expected` from the spec, or measured on the reference model when it says "reference"."""
+    expected = spec.options.get("expected", "reference")
+    if expected == "reference":
+        name = spec.options.get("reference", evidence.default_reference)
+        if not name:
+            raise KeyError(f"check '{spec.id}' needs expected = ... or a reference model")
+        return evidence.reference(name)[key]
+    return expected
+
+
+def _count_check(key: str, noun: str, default_advice: str):
+    def check(spec: CheckSpec, evidence: Evidence) -> CheckResult:
+        expected = int(_expected(spec, evidence, key))
+        got = int(evidence.profile[key])
+        rel_tol = float(spec.options.get("rel_tol", 0.0))
+        if math.isclose(got, expected, rel_tol=rel_tol, abs_tol=0):
+            return _result(spec, 1.0, expected, got, f"{noun}: {got:,} as expected.")
+        within = f" (allowed: ±{rel_tol:.0%})" if rel_tol else ""
+        return _result(spec, 0.0, expected, got,
+                       f"expected {expected:,} {noun}{within}, got {got:,} ({got - expected:+,}): {default_advice}.")
+
+    return check
+
+
+check_kind("params")(_count_check(
+    "params", "parameters", "compare your layers with the table, e.g. a Conv2d has (F*F*C_in + 1) * C_out"))
+check_kind("trainable_params")(_count_check(
+    "trainable_params", "trainable parameters", "freeze with p.requires_grad_(False) what must not train"))
+check_kind("macs")(_count_check(
+    "macs", "MACs", "a conv layer costs F*F*C_in*C_out*H_out*W_out; check sizes and strides"))
+
+
+def _shape_problems(expected: dict, got: dict, module_types: dict) -> list[str]:
+    problems = []
+    for name, shape in expected.items():
+        if name not in got:
+            problems.append(f"{name}: no module named '{name}' in your model (define self.{name} in __init__ "
+                            "and use it in forward)")
+        elif list(got[name]) != list(shape):
+            hint = LAYER_HINTS.get(module_types.get(name, ""), "")
+            problems.append(f"{name}: expected {list(shape)}, got {list(got[name])}" + (f" ({hint})" if hint else ""))
+    return problems
+
+
+@check_kind("activation_shapes")
+def check_activation_shapes(spec: CheckSpec, evidence: Evidence) -> CheckResult:
+    expected_all = _expected(spec, evidence, "activation_shapes")
+    modules = spec.options.get("modules", list(expected_all))
+    expected = {name: expected_all[name] for name in modules}
+    got_all = evidence.profile["activation_shapes"]
+    got = {name: got_all.get(name) for name in modules}
+    problems = _shape_problems(expected, got_all, evidence.profile.get("module_types", {}))
+    if not problems:
+        return _result(spec, 1.0, expected, got, f"all {len(modules)} activation shapes match.")
+    fraction = 1 - len(problems) / len(modules)
+    return _result(spec, fraction, expected, got, "; ".join(problems) + ".")
+
+
+@check_kind("output_shape")
+def check_output_shape(spec: CheckSpec, evidence: Evidence) -> CheckResult:
+    expected = list(_expected(spec, evidence, "output_shape"))
+    got = list(evidence.profile["output_shape"])
+    if got == expected:
+        return _result(spec, 1.0, expected, got, f"output shape {expected} as expected.")
+    return _result(spec, 0.0, expected, got,
+                   f"expected output shape {expected}, got {got}: the last layer should produce {expected[-1]} "
+                   "values per example (one per class).")
+
+
+def _measured_answer(spec: CheckSpec, evidence: Evidence):
+    """The harness's own value for an answer: measured on a reference model, or on real layers."""
+    measure = spec.options["measure"]
+    if measure == "conv_output_size":
+        return [conv_output_size(*case) for case in spec.options["cases"]]
+    profile = evidence.reference(spec.options.get("reference", evidence.default_reference))
+    if measure == "activation_sizes":
+        table = {name: math.prod(shape) for name, shape in profile["activation_shapes"].items()}
+    elif measure in ("activation_shapes", "params_by_module"):
+        table = profile[measure]
+    else:
+        raise KeyError(f"check '{spec.id}': unknown measure '{measure}'")
+    modules = spec.options.get("modules", list(table))
+    return {name: table.get(name, 0) for name in modules}
+
+
+def conv_output_size(width: int, kernel: int, padding: int, stride: int) -> int:
+    """Measured, not computed by formula: run a real Conv2d on a (1, 1, width, width) input."""
+    import torch
+
+    conv = torch.nn.Conv2d(1, 1, kernel, stride=stride, padding=padding)
+    with torch.no_grad():
+        return int(conv(torch.zeros(1, 1, width, width)).shape[-1])
+
+
+def _same(expected, got) -> bool:
+    if isinstance(expected, (list, tuple)) and isinstance(got, (list, tuple)):
+        return len(expected) == len(got) and all(_same(e, g) for e, g in zip(expected, got))
+    if isinstance(expected, (int, float)) and isinstance(got, (int, float)) and not isinstance(got, bool):
+        return math.isclose(expected, got, rel_tol=1e-9)
+    return expected == got
+
+
+@check_kind("answers")
+def check_answers(spec: CheckSpec, evidence: Evidence) -> CheckResult:
+    name = spec.options["answer"]
+    expected = _measured_answer(spec, evidence)
+    got = evidence.answers.get(name)
+    if got is None:
+        return _result(spec, 0.0, expected, None,
+                       f"no answer '{name}' was submitted: set the variable {name} in its cell and re-run the notebook.")
+    if isinstance(expected, dict):
+        if not isinstance(got, dict):
+            return _result(spec, 0.0, expected, got,
+                           f"'{name}' must be a dict keyed by layer name ({', '.join(expected)}), "
+                           f"got {type(got).__name__}.")
+        wrong = [k for k in expected if not _same(expected[k], got.get(k))]
+        details = [f"{k}: expected {expected[k]}, got {got.get(k, 'nothing')}" for k in wrong]
+        total = len(expected)
+    else:
+        if not isinstance(got, list) or len(got) != len(expected):
+            return _result(spec, 0.0, expected, got, f"'{name}' must be a list of {len(expected)} values.")
+        wrong = [i for i, (e, g) in enumerate(zip(expected, got)) if not _same(e, g)]
+        details = [f"case {i + 1}: expected {expected[i]}, got {got[i]}" for i in wrong]
+        total = len(expected)
+    if not wrong:
+        return _result(spec, 1.0, expected, got, f"'{name}': all {total} values correct.")
+    return _result(spec, 1 - len(wrong) / total, expected, got,
+                   f"'{name}': {total - len(wrong)}/{total} correct; " + "; ".join(details) + ".")

@@ -1,0 +1,72 @@
+"""Record step: the SubmissionResult of docs/architecture.md ("Contracts"), written atomically."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from harness.checks import CheckResult
+
+SCHEMA = 1
+STATUSES = ("graded", "failed", "timeout", "crashed", "invalid")
+
+
+@dataclass
+class SubmissionResult:
+    assignment: str
+    submission: str
+    status: str
+    error: dict | None  # {"kind", "message", "cell"}; cell = index in the submitted notebook, or None
+    checks: list[CheckResult]
+    metrics: dict
+    run: dict  # {"wall_s", "device", "torch", "started"}
+    notes: list[str] = field(default_factory=list)  # shown on the console only, not part of the JSON contract
+
+    @property
+    def score(self) -> float:
+        return round(sum(c.points for c in self.checks), 4)
+
+    @property
+    def max_score(self) -> float:
+        return round(sum(c.max_points for c in self.checks), 4)
+
+    @property
+    def full_marks(self) -> bool:
+        return self.status == "graded" and all(c.passed for c in self.checks)
+
+    def to_json(self) -> dict:
+        return {
+            "schema": SCHEMA,
+            "assignment": self.assignment,
+            "submission": self.submission,
+            "status": self.status,
+            "error": self.error,
+            "score": self.score,
+            "max_score": self.max_score,
+            "checks": [asdict(c) for c in self.checks],
+            "metrics": self.metrics,
+            "run": self.run,
+        }
+
+
+def empty_metrics() -> dict:
+    return {"params": None, "trainable_params": None, "macs": None, "accuracy": None,
+            "train_time_s": None, "time_ratio": None, "activation_shapes": {}}
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write to a temporary file in the same directory, fsync, rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(data, out, indent=1)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

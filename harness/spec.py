@@ -1,0 +1,104 @@
+"""Assignment specs: `assignments/<id>/assignment.toml`, read into plain dataclasses.
+
+An assignment is data: a notebook + this file. Adding one needs no Python change (see docs/architecture.md for the
+format and harness/checks.py for the check kinds).
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.execute import Limits
+
+ASSIGNMENTS_DIR = Path(__file__).resolve().parent.parent / "assignments"
+HARNESS_PARAMETERS = ("output_dir", "data_dir", "device")  # set by the harness for every run, never overridable
+
+
+class SpecError(Exception):
+    """assignment.toml is missing or wrong; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    id: str
+    kind: str
+    points: float
+    hidden: bool = False
+    options: dict = field(default_factory=dict)  # every other key of the [[checks]] table
+
+
+@dataclass(frozen=True)
+class AssignmentSpec:
+    id: str
+    title: str
+    root: Path
+    notebook: Path  # the nbgrader source notebook (solutions + tests)
+    input_shape: tuple[int, ...]
+    reference: str | None  # reference model measured for expected = "reference"
+    kernel: str
+    parameters: dict  # grading parameters
+    selfcheck: dict  # fast parameters for `dlgrade check --selfcheck`
+    limits: Limits
+    checks: tuple[CheckSpec, ...]
+
+    @property
+    def submissions_dir(self) -> Path:
+        return self.root / "submissions"
+
+    def visible_checks(self, selfcheck: bool) -> tuple[CheckSpec, ...]:
+        return tuple(c for c in self.checks if not (selfcheck and c.hidden))
+
+
+def resolve(id_or_dir: str | Path) -> Path:
+    path = Path(id_or_dir)
+    if (path / "assignment.toml").is_file():
+        return path
+    if (ASSIGNMENTS_DIR / str(id_or_dir) / "assignment.toml").is_file():
+        return ASSIGNMENTS_DIR / str(id_or_dir)
+    known = ", ".join(sorted(p.parent.name for p in ASSIGNMENTS_DIR.glob("*/assignment.toml")))
+    raise SpecError(f"no assignment '{id_or_dir}': give a directory with assignment.toml or one of: {known}")
+
+
+def load_spec(id_or_dir: str | Path) -> AssignmentSpec:
+    from harness.checks import CHECK_KINDS
+
+    root = resolve(id_or_dir)
+    toml_path = root / "assignment.toml"
+    try:
+        data = tomllib.loads(toml_path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{toml_path}: {exc}") from None
+    meta = data.get("assignment", {})
+    assignment_id = meta.get("id", root.name)
+    checks = []
+    for raw in data.get("checks", []):
+        raw = dict(raw)
+        try:
+            check = CheckSpec(raw.pop("id"), raw.pop("kind"), float(raw.pop("points")), bool(raw.pop("hidden", False)),
+                              raw)
+        except KeyError as exc:
+            raise SpecError(f"{toml_path}: a [[checks]] entry has no {exc}") from None
+        if check.kind not in CHECK_KINDS:
+            raise SpecError(f"{toml_path}: check '{check.id}' has unknown kind '{check.kind}' "
+                            f"(known: {', '.join(sorted(CHECK_KINDS))})")
+        checks.append(check)
+    if len({c.id for c in checks}) != len(checks):
+        raise SpecError(f"{toml_path}: check ids must be unique")
+    notebook = root / meta.get("notebook", f"{assignment_id}.ipynb")
+    if not notebook.is_file():
+        raise SpecError(f"{toml_path}: notebook {notebook.name} not found")
+    limits = Limits(**data.get("limits", {}))
+    return AssignmentSpec(
+        id=assignment_id,
+        title=meta.get("title", assignment_id),
+        root=root,
+        notebook=notebook,
+        input_shape=tuple(meta["input_shape"]),
+        reference=meta.get("reference"),
+        kernel=meta.get("kernel", "dlgrade"),
+        parameters=dict(data.get("parameters", {})),
+        selfcheck=dict(data.get("selfcheck", {})),
+        limits=limits,
+        checks=tuple(checks),
+    )
