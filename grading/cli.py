@@ -1,0 +1,129 @@
+"""`dlgrade` command line. Exit codes: 0 = ran and every check passed, 1 = ran but something failed or scored below
+max, 2 = bad input or usage."""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+from pathlib import Path
+
+EXAMPLES = {
+    "check": "example:\n  dlgrade check assignments/shapes_params/submissions/correct.ipynb --assignment shapes_params"
+             "\n  dlgrade check my.ipynb --assignment shapes_params --selfcheck -p seed=1 --json result.json",
+    "profile": "examples:\n  dlgrade profile reference:resnet18 --json -\n"
+               "  dlgrade profile 'reference:resnet18,width=0.5,blocks=(1,1,1,1)'\n"
+               "  dlgrade profile dlgrade_out/model.pt2\n  dlgrade profile mymodels.py:make_model --input-shape 3,32,32",
+    "demo": "example:\n  dlgrade demo --out demo_out",
+}
+
+
+def parse_value(text: str):
+    """`-p` values: Python literals (1, 0.5, True, [1, 2]) or else plain strings."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_parameters(pairs: list[str]) -> dict:
+    params = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise UsageError(f"-p expects NAME=VALUE, got '{pair}'")
+        params[name] = parse_value(value)
+    return params
+
+
+class UsageError(Exception):
+    pass
+
+
+def write_json(data: dict, target: str) -> None:
+    if target == "-":
+        print(json.dumps(data, indent=1))
+    else:
+        from harness.result import write_json_atomic
+
+        write_json_atomic(Path(target), data)
+
+
+def cmd_check(args) -> int:
+    from grading.console import format_result
+    from harness.grade import grade_one
+    from harness.spec import load_spec
+
+    spec = load_spec(args.assignment)
+    result = grade_one(Path(args.notebook), spec, parse_parameters(args.p), selfcheck=args.selfcheck)
+    if args.json:
+        write_json(result.to_json(), args.json)
+    if args.json != "-":
+        print(format_result(result))
+    if result.status == "invalid":
+        return 2
+    return 0 if result.full_marks else 1
+
+
+def cmd_profile(args) -> int:
+    from grading.console import format_profile
+    from grading.targets import profile_target
+
+    shape = tuple(int(d) for d in args.input_shape.split(",")) if args.input_shape else None
+    profile = profile_target(args.target, shape)
+    if args.json:
+        write_json(profile, args.json)
+    if args.json != "-":
+        print(format_profile(profile))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from grading.demo import run_demo
+
+    return run_demo(Path(args.out))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dlgrade", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_text: str, fn):
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EXAMPLES[name],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(fn=fn)
+        return p
+
+    p = add("check", "Run one notebook through the grading path and print its checks.", cmd_check)
+    p.add_argument("notebook", help="the student notebook (.ipynb)")
+    p.add_argument("--assignment", required=True, help="assignment id (assignments/<id>) or a directory")
+    p.add_argument("-p", action="append", default=[], metavar="NAME=VALUE", help="override a notebook parameter")
+    p.add_argument("--json", metavar="FILE", help="write the SubmissionResult JSON to FILE ('-' = stdout only)")
+    p.add_argument("--selfcheck", action="store_true",
+                   help="student mode: fast [selfcheck] parameters, hidden checks left out")
+
+    p = add("profile", "Parameters, MACs and activation shapes of a model, measured like a submission.",
+            cmd_profile)
+    p.add_argument("target", help="reference:NAME[,k=v...] | model.pt2 | file.py:factory")
+    p.add_argument("--input-shape", metavar="C,H,W", help="shape of one example (default: the model's own)")
+    p.add_argument("--json", metavar="FILE", help="write the profile JSON to FILE ('-' = stdout only)")
+
+    p = add("demo", "Check every example submission of every assignment and print a summary.", cmd_demo)
+    p.add_argument("--out", required=True, help="directory for the results JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from harness.measure import MeasureError
+    from harness.spec import SpecError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (UsageError, SpecError, MeasureError, FileNotFoundError, ValueError) as exc:
+        print(f"dlgrade {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

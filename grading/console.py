@@ -1,0 +1,61 @@
+"""Readable console output for results and profiles."""
+from __future__ import annotations
+
+import textwrap
+
+from tabulate import tabulate
+
+from harness.result import SubmissionResult
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def format_result(result: SubmissionResult) -> str:
+    lines = [f"{result.assignment} / {result.submission}: {result.status}, score {result.score:g} / "
+             f"{result.max_score:g}"]
+    if result.error:
+        lines.append(textwrap.fill(f"error ({result.error['kind']}): {result.error['message']}", 110,
+                                   subsequent_indent="  "))
+    rows = []
+    for check in result.checks:
+        mark = "PASS" if check.passed else "FAIL"
+        rows.append([mark, check.id, f"{check.points:g}/{check.max_points:g}",
+                     textwrap.fill(check.message, 80)])
+    if rows and result.status == "graded":
+        lines.append(tabulate(rows, headers=["", "check", "points", "message"], tablefmt="simple"))
+    m = result.metrics
+    lines.append(f"metrics: params {_fmt(m['params'])}, trainable {_fmt(m['trainable_params'])}, "
+                 f"MACs {_fmt(m['macs'])}, accuracy {_fmt(m['accuracy'])}, train_time_s {_fmt(m['train_time_s'])}, "
+                 f"time_ratio {_fmt(m['time_ratio'])}; run {result.run['wall_s']} s on {result.run['device']}")
+    lines += [textwrap.fill(f"note: {note}", 110, subsequent_indent="  ") for note in result.notes]
+    return "\n".join(lines)
+
+
+def format_profile(profile: dict) -> str:
+    rows = [[name, str(tuple(shape)), _fmt(profile["params_by_module"].get(name, 0)),
+             _fmt(profile["macs_by_module"].get(name, 0))]
+            for name, shape in profile["activation_shapes"].items()]
+    table = tabulate(rows, headers=["module", "activation (C,H,W)", "params", "MACs"], tablefmt="simple")
+    check = "ok" if profile["flops_check_ok"] else "MISMATCH"
+    unsupported = ", ".join(f"{op} x{n}" for op, n in profile["unsupported_ops"].items()) or "none"
+    return "\n".join([
+        table,
+        f"input {tuple(profile['input_shape'])} -> output {tuple(profile['output_shape'])}",
+        f"params {profile['params']:,} (trainable {profile['trainable_params']:,})",
+        f"MACs {profile['macs']:,} (fvcore, batch 1, eval); conv+linear {profile['macs_conv_linear']:,}",
+        f"FlopCounterMode {profile['flops_check']:,} FLOPs = 2 x conv+linear MACs: {check}",
+        f"not counted by fvcore: {unsupported}",
+    ])
+
+
+def format_summary(results: list[SubmissionResult]) -> str:
+    rows = []
+    for r in results:
+        failed = [c.id for c in r.checks if not c.passed]
+        detail = r.error["kind"] if r.error else (", ".join(failed) if failed else "all checks passed")
+        rows.append([r.assignment, r.submission, r.status, f"{r.score:g}/{r.max_score:g}", f"{r.run['wall_s']:.1f}",
+                     textwrap.shorten(detail, 70)])
+    return tabulate(rows, headers=["assignment", "submission", "status", "score", "wall s", "failed / error"],
+                    tablefmt="simple")

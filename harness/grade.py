@@ -1,0 +1,218 @@
+"""grade_one: one submission through prepare → execute → collect → measure → check → record.
+
+Every command (`dlgrade check`, `grade`, `demo`) grades through this one function. Bad input never raises: it becomes
+a SubmissionResult with a status and an error a student can act on.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import nbformat
+
+from harness.checks import CheckResult, Evidence, run_check
+from harness.execute import ExecutionReport, Sandbox, execute
+from harness.measure import MeasureError, MeasuringProcess
+from harness.prepare import InvalidNotebook, inject_parameters, read_notebook, restore_locked_cells
+from harness.result import SubmissionResult, empty_metrics
+from harness.spec import HARNESS_PARAMETERS, AssignmentSpec
+
+MAX_ANSWERS_BYTES = 1024**2
+
+
+class NotGraded(Exception):
+    """The run cannot be graded: carries the result status and the error for the student."""
+
+    def __init__(self, status: str, kind: str, message: str, cell: int | None = None):
+        super().__init__(message)
+        self.status, self.kind, self.message, self.cell = status, kind, message, cell
+
+
+def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = None, selfcheck: bool = False,
+              submission: str | None = None, threads: int | None = None) -> SubmissionResult:
+    notebook = Path(notebook)
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.monotonic()
+    checks = spec.visible_checks(selfcheck)
+    result = SubmissionResult(spec.id, submission or notebook.stem, "graded", None, [], empty_metrics(),
+                              {"wall_s": None, "device": None, "torch": None, "started": started})
+    box = Sandbox.create()
+    measurer = None
+    try:
+        device = pick_device()
+        result.run.update(device=device_name(device), torch=torch_version())
+        nb, notes = prepare(notebook, spec, overrides or {}, selfcheck, box, device)
+        result.notes += notes
+        measurer = MeasuringProcess(box.env(threads), str(box.root / "tmp"))  # imports overlap the run
+        report = execute(nb, box, spec.limits, spec.kernel, threads)
+        result.notes += cell_error_notes(report)
+        result.metrics["train_time_s"] = train_time_s(report)
+        require_complete_run(report)
+        answers = collect(box, report)
+        profile = measure(measurer, box, spec)
+        result.metrics.update(params=profile["params"], trainable_params=profile["trainable_params"],
+                              macs=profile["macs"], activation_shapes=profile["activation_shapes"])
+        if not profile["flops_check_ok"]:
+            result.notes.append(f"cross-check mismatch: FlopCounterMode {profile['flops_check']:,} != 2 x fvcore "
+                                f"conv+linear {profile['macs_conv_linear']:,}")
+        evidence = Evidence(profile, answers, reference_profile, spec.reference)
+        result.checks = [run_check(check, evidence) for check in checks]
+    except NotGraded as exc:
+        result.status = exc.status
+        result.error = {"kind": exc.kind, "message": exc.message, "cell": exc.cell}
+        result.checks = [CheckResult(c.id, False, 0.0, c.points, None, None, f"not graded: {exc.message}")
+                         for c in checks]
+    finally:
+        if measurer:
+            measurer.close()
+        box.remove()
+        result.run["wall_s"] = round(time.monotonic() - t0, 3)
+    return result
+
+
+# 1 prepare ------------------------------------------------------------------------------------------------------
+
+def prepare(notebook: Path, spec: AssignmentSpec, overrides: dict, selfcheck: bool, box: Sandbox,
+            device: str) -> tuple[nbformat.NotebookNode, list[str]]:
+    try:
+        nb = read_notebook(notebook)
+    except InvalidNotebook as exc:
+        raise NotGraded("invalid", "invalid_notebook", str(exc)) from None
+    missing = restore_locked_cells(nb, nbformat.read(spec.notebook, as_version=4))
+    notes = [f"locked cell '{cell_id}' of the assignment is missing from this notebook" for cell_id in missing]
+    for name in overrides:
+        if name in HARNESS_PARAMETERS:
+            raise NotGraded("invalid", "bad_parameter", f"parameter '{name}' is set by the harness and cannot be set")
+    parameters = {**spec.parameters, **(spec.selfcheck if selfcheck else {}), **overrides,
+                  "output_dir": str(box.output_dir), "data_dir": str(box.data_dir), "device": device}
+    return inject_parameters(nb, parameters, spec.kernel), notes
+
+
+# 2 execute: harness.execute --------------------------------------------------------------------------------------
+
+def _student_cell(report: ExecutionReport, index: int) -> int:
+    """Index in the submitted notebook: papermill inserted one `injected-parameters` cell."""
+    injected = next((c.index for c in report.cells if "injected-parameters" in c.tags), None)
+    return index - 1 if injected is not None and index > injected else index
+
+
+def _cell_text(report: ExecutionReport, index: int) -> str:
+    return f"cell {_student_cell(report, index) + 1}"
+
+
+def require_complete_run(report: ExecutionReport) -> None:
+    """Every code cell must have executed; the run must not have asked to stop."""
+    running = next((c.index for c in report.cells if c.state == "interrupted"), None)
+    where = f" (while running {_cell_text(report, running)})" if running is not None else ""
+    cell = _student_cell(report, running) if running is not None else None
+    if report.outcome in ("timeout", "cell_timeout"):
+        raise NotGraded("timeout", report.outcome, report.message + where + ": make it faster or train less "
+                        "with the grading parameters", cell)
+    if report.outcome == "memory_limit":
+        raise NotGraded("crashed", "memory_limit", report.message + where + ": use smaller batches or models", cell)
+    if report.outcome == "kernel_died":
+        raise NotGraded("crashed", "kernel_died", f"the Python kernel died{where}: the process exited "
+                        "(os._exit, a crash in native code, or the system ran out of memory)", cell)
+    if report.outcome != "completed":
+        raise NotGraded("crashed", report.outcome, report.message)
+    stopped = next((c for c in report.cells if c.exit_requested), None)
+    if stopped is not None:
+        raise NotGraded("failed", "stopped_early",
+                        f"{_cell_text(report, stopped.index)} calls sys.exit()/exit(): the notebook stopped early. "
+                        "Remove it: the grader runs every cell and grades the whole notebook.",
+                        _student_cell(report, stopped.index))
+    not_run = [c for c in report.cells if c.state != "executed"]
+    if not_run:
+        raise NotGraded("failed", "stopped_early", f"{_cell_text(report, not_run[0].index)} did not run",
+                        _student_cell(report, not_run[0].index))
+
+
+def cell_error_notes(report: ExecutionReport) -> list[str]:
+    return [f"{_cell_text(report, c.index)} raised {c.error['ename']}: {c.error['evalue'][:200]}"
+            for c in report.cells if c.error and c.error["ename"] != "SystemExit"]
+
+
+def train_time_s(report: ExecutionReport) -> float | None:
+    """Sum of papermill's durations of the cells tagged `train` (measured by the runner, not the kernel)."""
+    durations = [c.duration_s or 0.0 for c in report.cells if "train" in c.tags]
+    return round(sum(durations), 3) if durations else None
+
+
+# 3 collect -------------------------------------------------------------------------------------------------------
+
+def collect(box: Sandbox, report: ExecutionReport) -> dict:
+    """model.pt2 must exist; answers.json is the student's claims, read as bounded JSON."""
+    if not (box.output_dir / "model.pt2").is_file():
+        raise _no_submission(report)
+    path = box.output_dir / "answers.json"
+    if not path.is_file() or path.stat().st_size > MAX_ANSWERS_BYTES:
+        return {}
+    try:
+        answers = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return answers if isinstance(answers, dict) else {}
+
+
+def _no_submission(report: ExecutionReport) -> NotGraded:
+    submit_cell = next((c for c in reversed(report.cells) if c.error and "harness.submit" in _source(report, c)),
+                       None)
+    if submit_cell is not None and submit_cell.error["ename"] in ("ExportError", "SubmissionError"):
+        return NotGraded("failed", "export_failed", submit_cell.error["evalue"], _student_cell(report, submit_cell.index))
+    first_error = next((c for c in report.cells if c.error), None)
+    if first_error is not None:
+        return NotGraded("failed", "cell_error",
+                         f"{_cell_text(report, first_error.index)} raised {first_error.error['ename']}: "
+                         f"{first_error.error['evalue'][:300]} - so no model was submitted. Fix that cell, "
+                         "restart the kernel and run all cells.", _student_cell(report, first_error.index))
+    return NotGraded("failed", "no_submission",
+                     "the notebook never called harness.submit(model, example_input): keep the assignment's last "
+                     "(locked) cell, which submits your model.")
+
+
+def _source(report: ExecutionReport, cell) -> str:
+    return report.notebook.cells[cell.index].source if report.notebook else ""
+
+
+# 4 measure -------------------------------------------------------------------------------------------------------
+
+def measure(measurer: MeasuringProcess, box: Sandbox, spec: AssignmentSpec) -> dict:
+    try:
+        return measurer.measure(box.output_dir / "model.pt2", spec.input_shape, spec.limits.measure_timeout_s)
+    except MeasureError as exc:
+        raise NotGraded("failed", "measure_failed", str(exc)) from None
+
+
+@functools.lru_cache(maxsize=None)
+def reference_profile(name: str) -> dict:
+    """Profile of a reference model, measured in this (trusted) process and cached for the batch."""
+    from harness.measure import profile_module
+    from reference.models import REGISTRY, build
+
+    if name not in REGISTRY:
+        raise KeyError(f"unknown reference model '{name}'")
+    return profile_module(build(name), REGISTRY[name].input_shape)
+
+
+# devices ---------------------------------------------------------------------------------------------------------
+
+def pick_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    return torch.cuda.get_device_name() if device == "cuda" else "cpu"
+
+
+def torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
