@@ -105,6 +105,13 @@ def _cell_text(report: ExecutionReport, index: int) -> str:
 
 def require_complete_run(report: ExecutionReport) -> None:
     """Every code cell must have executed; the run must not have asked to stop."""
+    # exit() makes ipykernel shut down after the cell: the exit, not the dead kernel, is the cause
+    stopped = next((c for c in report.cells if c.exit_requested), None)
+    if stopped is not None:
+        raise NotGraded("failed", "stopped_early",
+                        f"{_cell_text(report, stopped.index)} calls sys.exit()/exit(): the notebook stopped early. "
+                        "Remove it: the grader runs every cell and grades the whole notebook.",
+                        _student_cell(report, stopped.index))
     running = next((c.index for c in report.cells if c.state == "interrupted"), None)
     where = f" (while running {_cell_text(report, running)})" if running is not None else ""
     cell = _student_cell(report, running) if running is not None else None
@@ -118,12 +125,6 @@ def require_complete_run(report: ExecutionReport) -> None:
                         "(os._exit, a crash in native code, or the system ran out of memory)", cell)
     if report.outcome != "completed":
         raise NotGraded("crashed", report.outcome, report.message)
-    stopped = next((c for c in report.cells if c.exit_requested), None)
-    if stopped is not None:
-        raise NotGraded("failed", "stopped_early",
-                        f"{_cell_text(report, stopped.index)} calls sys.exit()/exit(): the notebook stopped early. "
-                        "Remove it: the grader runs every cell and grades the whole notebook.",
-                        _student_cell(report, stopped.index))
     not_run = [c for c in report.cells if c.state != "executed"]
     if not_run:
         raise NotGraded("failed", "stopped_early", f"{_cell_text(report, not_run[0].index)} did not run",

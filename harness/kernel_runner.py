@@ -66,6 +66,7 @@ def run(nb: nbformat.NotebookNode, kernel_name: str, cell_timeout_s: float, star
             timeout=cell_timeout_s,
             startup_timeout=start_timeout_s,
             allow_errors=True,  # a failing test cell costs its points, it does not stop grading
+            shutdown_kernel="immediate",  # its state is thrown away: a graceful shutdown only costs seconds
             on_cell_execute=on_cell_execute,
             on_cell_executed=on_cell_executed,
             log=logging.getLogger("papermill"),

@@ -1,0 +1,79 @@
+"""Fixtures: tiny assignments written to tmp_path, graded through the real path (papermill kernel, measuring process)."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from harness.spec import load_spec
+
+PARAMETERS = 'output_dir = "dlgrade_out"\ndevice = "cpu"\nseed = 0\ndata_dir = "data"'
+MODEL = textwrap.dedent("""\
+    import torch
+    from torch import nn
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 10))""")
+SUBMIT = "import harness\nharness.submit(model, torch.randn(2, 3, 4, 4), answer=globals().get('answer'))"
+TOML = """\
+[assignment]
+id = "tiny"
+notebook = "tiny.ipynb"
+input_shape = [3, 4, 4]
+
+[limits]
+timeout_s = {timeout_s}
+cell_timeout_s = {cell_timeout_s}
+memory_gb = {memory_gb}
+measure_timeout_s = 60
+
+[[checks]]
+id = "params"
+kind = "params"
+points = 2
+expected = 490
+
+[[checks]]
+id = "output"
+kind = "output_shape"
+points = 1
+expected = [10]
+"""
+
+
+def notebook(cells: list[str], submit: str | None = SUBMIT, tags: dict[int, list[str]] | None = None):
+    """A student notebook: parameters cell, the given code cells, then the locked submit cell (None: deleted)."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]})
+    body = [nbformat.v4.new_code_cell(src) for src in cells]
+    for index, cell_tags in (tags or {}).items():
+        body[index].metadata["tags"] = cell_tags
+    last = nbformat.v4.new_code_cell(submit, metadata={"nbgrader": {
+        "grade": False, "grade_id": "submit", "locked": True, "schema_version": 3, "solution": False,
+        "task": False}})
+    nb.cells = [params, *body, last] if submit is not None else [params, *body]
+    return nb
+
+
+@pytest.fixture
+def tiny(tmp_path: Path):
+    """make(limits...) -> (spec, write(cells, ...) -> path of a submission notebook)."""
+
+    def make(timeout_s=120, cell_timeout_s=60, memory_gb=2):
+        root = tmp_path / "tiny"
+        (root / "submissions").mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook([MODEL]), root / "tiny.ipynb")
+        (root / "assignment.toml").write_text(TOML.format(timeout_s=timeout_s, cell_timeout_s=cell_timeout_s,
+                                                          memory_gb=memory_gb))
+        counter = iter(range(1000))
+
+        def write(cells: list[str], **kwargs) -> Path:
+            path = root / "submissions" / f"s{next(counter)}.ipynb"
+            nbformat.write(notebook(cells, **kwargs), path)
+            return path
+
+        return load_spec(root), write
+
+    return make
