@@ -50,10 +50,11 @@ def notebook(cells: list[str], submit: str | None = SUBMIT, tags: dict[int, list
     body = [nbformat.v4.new_code_cell(src) for src in cells]
     for index, cell_tags in (tags or {}).items():
         body[index].metadata["tags"] = cell_tags
-    last = nbformat.v4.new_code_cell(submit, metadata={"nbgrader": {
-        "grade": False, "grade_id": "submit", "locked": True, "schema_version": 3, "solution": False,
-        "task": False}})
-    nb.cells = [params, *body, last] if submit is not None else [params, *body]
+    nb.cells = [params, *body]
+    if submit is not None:
+        nb.cells.append(nbformat.v4.new_code_cell(submit, metadata={"nbgrader": {
+            "grade": False, "grade_id": "submit", "locked": True, "schema_version": 3, "solution": False,
+            "task": False}}))
     return nb
 
 
