@@ -123,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, SpecError, MeasureError, FileNotFoundError, ValueError) as exc:
         print(f"dlgrade {args.command}: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `dlgrade ... | head`
+        sys.stderr.close()
+        return 1
 
 
 if __name__ == "__main__":

@@ -99,13 +99,14 @@ check_kind("macs")(_count_check(
 
 
 def _shape_problems(expected: dict, got: dict, module_types: dict) -> list[str]:
+    """One line per wrong module; only the first wrong one gets a layer hint, later ones may just follow from it."""
     problems = []
     for name, shape in expected.items():
         if name not in got:
             problems.append(f"{name}: no module named '{name}' in your model (define self.{name} in __init__ "
                             "and use it in forward)")
         elif list(got[name]) != list(shape):
-            hint = LAYER_HINTS.get(module_types.get(name, ""), "")
+            hint = "" if problems else LAYER_HINTS.get(module_types.get(name, ""), "")
             problems.append(f"{name}: expected {list(shape)}, got {list(got[name])}" + (f" ({hint})" if hint else ""))
     return problems
 

@@ -23,8 +23,9 @@ from torch.utils.flop_counter import FlopCounterMode
 with warnings.catch_warnings():  # fvcore.nn warns about torch.jit.script on import
     warnings.simplefilter("ignore", FutureWarning)
     from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn.jit_handles import conv_flop_count, get_shape
 
-CONV_LINEAR_OPS = ("conv", "linear", "addmm", "matmul", "mm", "bmm", "einsum")
+CONV_LINEAR_OPS = ("conv", "_convolution_mode", "linear", "addmm", "matmul", "mm", "bmm", "einsum")
 
 
 class MeasureError(Exception):
@@ -79,8 +80,14 @@ def module_types(ep: torch.export.ExportedProgram) -> dict[str, str]:
     return types
 
 
+def _conv_mode_macs(inputs, outputs) -> int:
+    """fvcore handle for aten::_convolution_mode, what Conv2d(padding="same"/"valid") becomes; fvcore has none."""
+    x_shape, w_shape, out_shape = get_shape(inputs[0]), get_shape(inputs[1]), get_shape(outputs[0])
+    return conv_flop_count(x_shape, w_shape, out_shape, transposed=False)
+
+
 def count_macs(module: nn.Module, x1: torch.Tensor) -> dict:
-    analysis = FlopCountAnalysis(module, x1)
+    analysis = FlopCountAnalysis(module, x1).set_op_handle("aten::_convolution_mode", _conv_mode_macs)
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

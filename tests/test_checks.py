@@ -48,6 +48,12 @@ def test_activation_shapes_give_partial_credit_and_name_the_module():
                                      "padding")
 
 
+def test_only_the_first_wrong_layer_gets_a_hint():
+    profile = {"activation_shapes": {"conv1": [8, 26, 26], "pool1": [8, 13, 13], "fc3": [10]}}
+    result = run_check(check("activation_shapes", points=3), evidence(profile))
+    assert result.message.endswith("; pool1: expected [8, 14, 14], got [8, 13, 13].")
+
+
 def test_activation_shapes_missing_module_says_to_define_it():
     profile = {"activation_shapes": {"conv1": [8, 28, 28], "fc3": [10]}}
     result = run_check(check("activation_shapes", points=3, modules=["pool1"]), evidence(profile))

@@ -68,3 +68,13 @@ def test_crafted_model_file_is_a_measure_error(tmp_path):
     out = subprocess.run([sys.executable, "-m", "harness.measure", str(tmp_path / "model.pt2")],
                          capture_output=True, text=True, check=True).stdout
     assert json.loads(out)["error"].startswith("model.pt2 could not be loaded as an exported program")
+
+
+def test_string_padding_convolutions_are_counted():
+    """Conv2d(padding="same"/"valid") lowers to aten::_convolution_mode, which fvcore has no handler for."""
+    as_strings = nn.Sequential(nn.Conv2d(1, 8, 3, padding="same"), nn.Conv2d(8, 8, 3, padding="valid"))
+    as_ints = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=0))
+    profile = profile_module(as_strings, (1, 28, 28))
+    assert profile["macs"] == profile_module(as_ints, (1, 28, 28))["macs"] == 9 * 8 * 28 * 28 + 9 * 64 * 26 * 26
+    assert profile["flops_check_ok"] is True
+    assert profile["unsupported_ops"] == {}
