@@ -11,7 +11,6 @@ setup: $(STAMP)
 # Re-installs only when pyproject.toml changes; quick when already set up.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 	$(PY) -m pip install --quiet -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
 	$(PY) -c "import torch, papermill, nbgrader, fvcore, harness"
 	$(PY) -m ipykernel install --sys-prefix --name dlgrade --display-name "Python (dlgrade)"
