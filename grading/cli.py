@@ -15,6 +15,8 @@ EXAMPLES = {
                "  dlgrade profile 'reference:resnet18,width=0.5,blocks=(1,1,1,1)'\n"
                "  dlgrade profile dlgrade_out/model.pt2\n  dlgrade profile mymodels.py:make_model --input-shape 3,32,32",
     "demo": "example:\n  dlgrade demo --out demo_out",
+    "calibrate": "examples:\n  dlgrade calibrate lab1_pytorch_intro\n"
+                 "  dlgrade calibrate project1_size_accuracy_time -p epochs=30 --data-dir ~/data/cifar10",
 }
 
 
@@ -55,7 +57,8 @@ def cmd_check(args) -> int:
     from harness.spec import load_spec
 
     spec = load_spec(args.assignment)
-    result = grade_one(Path(args.notebook), spec, parse_parameters(args.p), selfcheck=args.selfcheck)
+    result = grade_one(Path(args.notebook), spec, parse_parameters(args.p), selfcheck=args.selfcheck,
+                       data_source=args.data_dir)
     if args.json:
         write_json(result.to_json(), args.json)
     if args.json != "-":
@@ -75,6 +78,20 @@ def cmd_profile(args) -> int:
         write_json(profile, args.json)
     if args.json != "-":
         print(format_profile(profile))
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from harness.calibrate import calibrate
+    from harness.grade import grading_parameters
+    from harness.spec import load_spec
+
+    spec = load_spec(args.assignment)
+    parameters = grading_parameters(spec, parse_parameters(args.p), selfcheck=args.selfcheck)
+    entry = calibrate(spec, parameters, args.data_dir)
+    print(f"{spec.id}: reference solution on {entry['device']} (torch {entry['torch']}) with {parameters}:\n"
+          f"  train_time_s {entry['train_time_s']}, exec_time_s {entry['exec_time_s']}, "
+          f"accuracy {entry['accuracy']}\ncached for time_ratio / exec_ratio of later checks")
     return 0
 
 
@@ -101,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write the SubmissionResult JSON to FILE ('-' = stdout only)")
     p.add_argument("--selfcheck", action="store_true",
                    help="student mode: fast [selfcheck] parameters, hidden checks left out")
+    p.add_argument("--data-dir", help="directory of a dataset that is not bundled (cifar10: holds cifar-10-batches-py)")
 
     p = add("profile", "Parameters, MACs and activation shapes of a model, measured like a submission.",
             cmd_profile)
@@ -108,19 +126,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", metavar="C,H,W", help="shape of one example (default: the model's own)")
     p.add_argument("--json", metavar="FILE", help="write the profile JSON to FILE ('-' = stdout only)")
 
+    p = add("calibrate", "Time the assignment's reference solution on this runner (cached; used for time_ratio).",
+            cmd_calibrate)
+    p.add_argument("assignment", help="assignment id (assignments/<id>) or a directory")
+    p.add_argument("-p", action="append", default=[], metavar="NAME=VALUE", help="override a grading parameter")
+    p.add_argument("--selfcheck", action="store_true", help="calibrate the fast [selfcheck] parameters")
+    p.add_argument("--data-dir", help="directory of a dataset that is not bundled (cifar10)")
+
     p = add("demo", "Check every example submission of every assignment and print a summary.", cmd_demo)
     p.add_argument("--out", required=True, help="directory for the results JSON")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from harness.calibrate import CalibrationError
+    from harness.data import DataError
+    from harness.grade import NotGraded
     from harness.measure import MeasureError
     from harness.spec import SpecError
 
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (UsageError, SpecError, MeasureError, FileNotFoundError, ValueError) as exc:
+    except NotGraded as exc:
+        print(f"dlgrade {args.command}: {exc.message}", file=sys.stderr)
+        return 2
+    except (UsageError, SpecError, MeasureError, DataError, CalibrationError, FileNotFoundError, ValueError) as exc:
         print(f"dlgrade {args.command}: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `dlgrade ... | head`

@@ -38,6 +38,7 @@ class Evidence:
     answers: dict  # the student's answers (claims, not measurements)
     reference: Callable[[str], dict]  # name of a reference model -> its profile
     default_reference: str | None
+    metrics: dict  # the result's metrics: accuracy, train_time_s, time_ratio, exec_ratio, ...
 
 
 CheckFn = Callable[[CheckSpec, Evidence], CheckResult]
@@ -195,3 +196,40 @@ def check_answers(spec: CheckSpec, evidence: Evidence) -> CheckResult:
         return _result(spec, 1.0, expected, got, f"'{name}': all {total} values correct.")
     return _result(spec, 1 - len(wrong) / total, expected, got,
                    f"'{name}': {total - len(wrong)}/{total} correct; " + "; ".join(details) + ".")
+
+
+@check_kind("accuracy")
+def check_accuracy(spec: CheckSpec, evidence: Evidence) -> CheckResult:
+    threshold = float(spec.options["threshold"])
+    got = evidence.metrics.get("accuracy")
+    if got is None:
+        return _result(spec, 0.0, threshold, None, "no accuracy was measured: the assignment trains on no dataset.")
+    if got >= threshold:
+        return _result(spec, 1.0, threshold, got, f"accuracy on the held-out split {got:.2%} >= {threshold:.2%}.")
+    return _result(spec, 0.0, threshold, got,
+                   f"accuracy on the held-out split {got:.2%}, below the required {threshold:.2%}: train longer or "
+                   "with a better learning rate, and check the validation accuracy your notebook prints.")
+
+
+@check_kind("time_ratio")
+def check_time_ratio(spec: CheckSpec, evidence: Evidence) -> CheckResult:
+    """Training time (cells tagged `train`) and whole-notebook time, each against the reference on this runner."""
+    budget = float(spec.options["budget"])
+    exec_budget = float(spec.options.get("exec_budget", budget))
+    m = evidence.metrics
+    expected = {"time_ratio": budget, "exec_ratio": exec_budget}
+    got = {"time_ratio": m.get("time_ratio"), "exec_ratio": m.get("exec_ratio")}
+    if got["time_ratio"] is None:
+        why = ("no cell tagged `train` ran: keep the assignment's `train` tags on your training cells"
+               if m.get("train_time_s") is None else "there is no reference timing for this runner")
+        return _result(spec, 0.0, expected, got, f"training time not compared: {why}.")
+    problems = []
+    if got["time_ratio"] > budget:
+        problems.append(f"training took {got['time_ratio']:.2f}x the reference's time (budget {budget:g}x)")
+    if got["exec_ratio"] is not None and got["exec_ratio"] > exec_budget:
+        problems.append(f"the whole notebook took {got['exec_ratio']:.2f}x the reference's (budget {exec_budget:g}x)")
+    if problems:
+        return _result(spec, 0.0, expected, got, "; ".join(problems) + ": train fewer epochs, use larger batches, or "
+                       "keep tensors on the device.")
+    return _result(spec, 1.0, expected, got, f"training {got['time_ratio']:.2f}x and whole notebook "
+                   f"{got['exec_ratio']:.2f}x the reference's time, within {budget:g}x.")

@@ -95,17 +95,18 @@ class ExecutionReport:
     cells: list[CellRun] = field(default_factory=list)
     notebook: nbformat.NotebookNode | None = None
     peak_rss_gb: float = 0.0
+    isolation: str = ""  # how masked paths were hidden from the kernel ("mount namespace", or "none: why")
 
 
 def execute(nb: nbformat.NotebookNode, box: Sandbox, limits: Limits, kernel_name: str,
-            threads: int | None = None) -> ExecutionReport:
+            threads: int | None = None, mask: list[Path] = ()) -> ExecutionReport:
+    """Run `nb` in `box`; `mask` are paths (held-out data sources) the kernel must not be able to read."""
     read_fd, write_fd = os.pipe()
     stderr_path = box.root / "runner.stderr"
     started = time.monotonic()
     with open(stderr_path, "wb") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.kernel_runner", str(write_fd), kernel_name,
-             str(limits.cell_timeout_s), str(limits.start_timeout_s)],
+            [sys.executable, "-m", "harness.kernel_runner", str(write_fd)],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr, cwd=box.work,
             env=box.env(threads), pass_fds=(write_fd,), start_new_session=True,
         )
@@ -114,7 +115,9 @@ def execute(nb: nbformat.NotebookNode, box: Sandbox, limits: Limits, kernel_name
     reader = threading.Thread(target=_read_all, args=(read_fd, chunks), daemon=True)
     reader.start()
     try:
-        proc.stdin.write(nbformat.writes(nb).encode())
+        job = {"notebook": nbformat.writes(nb), "kernel": kernel_name, "cell_timeout_s": limits.cell_timeout_s,
+               "start_timeout_s": limits.start_timeout_s, "mask": [str(p) for p in mask]}
+        proc.stdin.write(json.dumps(job).encode())
         proc.stdin.close()
         killed_for, peak = _watch(proc, limits, started)
         reader.join(timeout=REPORT_GRACE_S)
@@ -132,7 +135,8 @@ def execute(nb: nbformat.NotebookNode, box: Sandbox, limits: Limits, kernel_name
     executed_nb = nbformat.reads(report["notebook"], as_version=4)
     outcome = killed_for or report["outcome"]
     message = _limit_message(killed_for, limits) or report["message"]
-    return ExecutionReport(outcome, message, wall_s, _cell_runs(executed_nb, report), executed_nb, peak)
+    return ExecutionReport(outcome, message, wall_s, _cell_runs(executed_nb, report), executed_nb, peak,
+                           report["isolation"])
 
 
 def _read_all(fd: int, chunks: list[bytes]) -> None:

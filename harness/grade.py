@@ -13,7 +13,9 @@ from pathlib import Path
 
 import nbformat
 
+from harness.calibrate import CalibrationError, reference_times
 from harness.checks import CheckResult, Evidence, run_check
+from harness.data import source_paths, write_notebook_data
 from harness.execute import ExecutionReport, Sandbox, execute
 from harness.measure import MeasureError, MeasuringProcess
 from harness.prepare import InvalidNotebook, inject_parameters, read_notebook, restore_locked_cells
@@ -32,7 +34,10 @@ class NotGraded(Exception):
 
 
 def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = None, selfcheck: bool = False,
-              submission: str | None = None, threads: int | None = None) -> SubmissionResult:
+              submission: str | None = None, threads: int | None = None, data_source: str | None = None,
+              timing: bool = True) -> SubmissionResult:
+    """Grade one notebook. `data_source`: directory of a dataset that is not bundled (cifar10); `timing=False`
+    skips the comparison with the reference (used to calibrate the reference itself)."""
     notebook = Path(notebook)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.monotonic()
@@ -44,21 +49,31 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
     try:
         device = pick_device()
         result.run.update(device=device_name(device), torch=torch_version())
-        nb, notes = prepare(notebook, spec, overrides or {}, selfcheck, box, device)
+        parameters = grading_parameters(spec, overrides or {}, selfcheck)
+        dataset = parameters.get("dataset")
+        nb, notes = prepare(notebook, spec, parameters, box, device)
         result.notes += notes
+        mask = [spec.root]  # solutions, hidden tests and the reference solution live there
+        if dataset:
+            write_notebook_data(dataset, box.data_dir, data_source)  # train + val only
+            mask += source_paths(dataset, data_source)
         measurer = MeasuringProcess(box.env(threads), str(box.root / "tmp"))  # imports overlap the run
-        report = execute(nb, box, spec.limits, spec.kernel, threads)
+        report = execute(nb, box, spec.limits, spec.kernel, threads, mask)
+        if report.isolation.startswith("none"):
+            result.notes.append(f"held-out data and assignment files were not hidden from the kernel "
+                                f"({report.isolation}); see docs/architecture.md")
         result.notes += cell_error_notes(report)
-        result.metrics["train_time_s"] = train_time_s(report)
+        result.metrics.update(train_time_s=train_time_s(report), exec_time_s=exec_time_s(report))
         require_complete_run(report)
         answers = collect(box, report)
-        profile = measure(measurer, box, spec)
-        result.metrics.update(params=profile["params"], trainable_params=profile["trainable_params"],
-                              macs=profile["macs"], activation_shapes=profile["activation_shapes"])
+        profile = measure(measurer, box, spec, dataset, data_source, device)
+        result.metrics.update({key: profile.get(key) for key in MEASURED_METRICS})
         if not profile["flops_check_ok"]:
             result.notes.append(f"cross-check mismatch: FlopCounterMode {profile['flops_check']:,} != 2 x fvcore "
                                 f"conv+linear {profile['macs_conv_linear']:,}")
-        evidence = Evidence(profile, answers, reference_profile, spec.reference)
+        if timing and spec.reference_notebook is not None:
+            result.metrics.update(compare_times(spec, parameters, result, data_source))
+        evidence = Evidence(profile, answers, reference_profile, spec.reference, result.metrics)
         result.checks = [run_check(check, evidence) for check in checks]
     except NotGraded as exc:
         result.status = exc.status
@@ -73,9 +88,37 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
     return result
 
 
+MEASURED_METRICS = ("params", "trainable_params", "macs", "accuracy", "latency_ms", "activation_shapes")
+
+
+def grading_parameters(spec: AssignmentSpec, overrides: dict, selfcheck: bool) -> dict:
+    """[parameters], then [selfcheck] in student mode, then -p overrides. The harness adds its own at prepare."""
+    for name in overrides:
+        if name in HARNESS_PARAMETERS:
+            raise NotGraded("invalid", "bad_parameter", f"parameter '{name}' is set by the harness and cannot be set")
+    return {**spec.parameters, **(spec.selfcheck if selfcheck else {}), **overrides}
+
+
+def compare_times(spec: AssignmentSpec, parameters: dict, result: SubmissionResult,
+                  data_source: str | None) -> dict:
+    """time_ratio (cells tagged `train`) and exec_ratio (all cells) against the reference on this runner."""
+    try:
+        reference = reference_times(spec, parameters, result.run["device"], result.run["torch"], data_source)
+    except CalibrationError as exc:
+        result.notes.append(f"no reference timing: {exc}")
+        return {}
+
+    def ratio(mine, theirs):
+        return round(mine / theirs, 4) if mine is not None and theirs else None
+
+    return {"time_ratio": ratio(result.metrics["train_time_s"], reference["train_time_s"]),
+            "exec_ratio": ratio(result.metrics["exec_time_s"], reference["exec_time_s"]),
+            "reference_train_time_s": reference["train_time_s"]}
+
+
 # 1 prepare ------------------------------------------------------------------------------------------------------
 
-def prepare(notebook: Path, spec: AssignmentSpec, overrides: dict, selfcheck: bool, box: Sandbox,
+def prepare(notebook: Path, spec: AssignmentSpec, parameters: dict, box: Sandbox,
             device: str) -> tuple[nbformat.NotebookNode, list[str]]:
     try:
         nb = read_notebook(notebook)
@@ -83,11 +126,7 @@ def prepare(notebook: Path, spec: AssignmentSpec, overrides: dict, selfcheck: bo
         raise NotGraded("invalid", "invalid_notebook", str(exc)) from None
     missing = restore_locked_cells(nb, nbformat.read(spec.notebook, as_version=4))
     notes = [f"locked cell '{cell_id}' of the assignment is missing from this notebook" for cell_id in missing]
-    for name in overrides:
-        if name in HARNESS_PARAMETERS:
-            raise NotGraded("invalid", "bad_parameter", f"parameter '{name}' is set by the harness and cannot be set")
-    parameters = {**spec.parameters, **(spec.selfcheck if selfcheck else {}), **overrides,
-                  "output_dir": str(box.output_dir), "data_dir": str(box.data_dir), "device": device}
+    parameters = {**parameters, "output_dir": str(box.output_dir), "data_dir": str(box.data_dir), "device": device}
     return inject_parameters(nb, parameters, spec.kernel), notes
 
 
@@ -136,6 +175,11 @@ def cell_error_notes(report: ExecutionReport) -> list[str]:
             for c in report.cells if c.error and c.error["ename"] != "SystemExit"]
 
 
+def exec_time_s(report: ExecutionReport) -> float:
+    """Sum of papermill's durations of all cells: training hidden in untagged cells shows up here."""
+    return round(sum(c.duration_s or 0.0 for c in report.cells), 3)
+
+
 def train_time_s(report: ExecutionReport) -> float | None:
     """Sum of papermill's durations of the cells tagged `train` (measured by the runner, not the kernel)."""
     durations = [c.duration_s or 0.0 for c in report.cells if "train" in c.tags]
@@ -180,9 +224,11 @@ def _source(report: ExecutionReport, cell) -> str:
 
 # 4 measure -------------------------------------------------------------------------------------------------------
 
-def measure(measurer: MeasuringProcess, box: Sandbox, spec: AssignmentSpec) -> dict:
+def measure(measurer: MeasuringProcess, box: Sandbox, spec: AssignmentSpec, dataset: str | None,
+            data_source: str | None, device: str) -> dict:
     try:
-        return measurer.measure(box.output_dir / "model.pt2", spec.input_shape, spec.limits.measure_timeout_s)
+        return measurer.measure(box.output_dir / "model.pt2", spec.input_shape, spec.limits.measure_timeout_s,
+                                dataset, data_source, device)
     except MeasureError as exc:
         raise NotGraded("failed", "measure_failed", str(exc)) from None
 

@@ -1,12 +1,14 @@
 """Child side of the execute step: run one prepared notebook with papermill's notebook client.
 
 Started by `harness.execute` as `python -m harness.kernel_runner REPORT_FD` in a new session, inside the run's
-working directory, with a scrubbed environment. The prepared notebook arrives on stdin; the executed notebook and the
-outcome leave through the pipe REPORT_FD, which jupyter_client closes in the kernel it starts (close_fds), so the
-student's code cannot write to it. Per-cell timing is papermill's own metadata (start_time, end_time, duration).
+working directory, with a scrubbed environment. The job (notebook, kernel, timeouts, paths to mask) arrives as one
+JSON object on stdin; the executed notebook and the outcome leave through the pipe REPORT_FD, which jupyter_client
+closes in the kernel it starts (close_fds), so the student's code cannot write to it. Per-cell timing is papermill's
+own metadata (start_time, end_time, duration).
 
 The runner is a child subreaper, so every process the kernel forks stays in its process tree and the parent can
-kill all of them when the run ends.
+kill all of them when the run ends. Before the kernel starts, the runner moves into a private mount namespace (when
+the OS allows it) and hides the given paths — the sources of the held-out data — from everything it starts.
 """
 from __future__ import annotations
 
@@ -23,11 +25,42 @@ from harness.processes import kill_tree
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+CLONE_NEWNS = 0x00020000
+MS_RDONLY, MS_BIND, MS_REC, MS_PRIVATE = 1, 4096, 16384, 1 << 18
 
 
 def _prctl(option: int, value: int) -> None:
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+
+
+def mask_paths(paths: list[str]) -> str:
+    """Hide files (bind /dev/null over them) and directories (empty read-only tmpfs) in a private mount namespace.
+
+    Returns how isolation was achieved, or why not ("none: ...") — e.g. without CAP_SYS_ADMIN.
+    """
+    if not paths:
+        return "nothing to mask"
+    if not sys.platform.startswith("linux"):
+        return f"none: mount namespaces need Linux, not {sys.platform}"
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def call(result: int, what: str) -> None:
+        if result != 0:
+            raise OSError(ctypes.get_errno(), f"{what}: {os.strerror(ctypes.get_errno())}")
+
+    try:
+        call(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+        call(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
+        for path in paths:
+            target = os.fsencode(path)
+            if os.path.isdir(path):
+                call(libc.mount(b"tmpfs", target, b"tmpfs", MS_RDONLY, b"size=4k"), f"hide {path}")
+            elif os.path.exists(path):
+                call(libc.mount(b"/dev/null", target, None, MS_BIND, None), f"hide {path}")
+    except OSError as exc:
+        return f"none: {exc.strerror}"
+    return "mount namespace"
 
 
 def _exit_requested(execute_reply: dict) -> bool:
@@ -98,14 +131,16 @@ def run(nb: nbformat.NotebookNode, kernel_name: str, cell_timeout_s: float, star
 
 def main() -> int:
     report_fd = int(sys.argv[1])
-    kernel_name, cell_timeout_s, start_timeout_s = sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the grader died: stop now
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     logging.basicConfig(level=logging.ERROR)
-    nb = nbformat.reads(sys.stdin.read(), as_version=4)
-    report = run(nb, kernel_name, cell_timeout_s, start_timeout_s)
+    job = json.loads(sys.stdin.read())
+    isolation = mask_paths(job["mask"])
+    nb = nbformat.reads(job["notebook"], as_version=4)
+    report = run(nb, job["kernel"], job["cell_timeout_s"], job["start_timeout_s"])
     kill_tree(os.getpid(), include_root=False)  # anything the kernel left behind
     report["notebook"] = nbformat.writes(report["notebook"])
+    report["isolation"] = isolation
     with os.fdopen(report_fd, "w") as out:
         json.dump(report, out)
     return 0

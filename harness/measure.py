@@ -184,6 +184,53 @@ def profile_file(path: str, input_shape: Sequence[int] | None = None) -> dict:
     return profile_program(load_program(path), input_shape)
 
 
+def evaluate_program(ep: torch.export.ExportedProgram, dataset: str, source_dir: str | None = None,
+                     device: str = "cpu", batch_size: int = 500) -> dict:
+    """Accuracy on the held-out split (batched, eval mode) and inference latency per image (batch 1, median)."""
+    import time
+
+    from harness.data import info, load_test
+
+    x, y = load_test(dataset, source_dir)
+    module = ep.module().to(device)
+    num_classes = info(dataset).num_classes
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(y), batch_size):
+            logits = module(x[start:start + batch_size].to(device))
+            if logits.dim() != 2 or logits.shape[1] != num_classes:
+                raise MeasureError(f"the model returns shape {list(logits.shape[1:])} per example; {dataset} needs "
+                                   f"[{num_classes}] (one score per class)")
+            correct += int((logits.argmax(1).cpu() == y[start:start + batch_size]).sum())
+        one = x[:1].to(device)
+        timings = []
+        for i in range(23):  # 3 warm-up runs, then the median of 20
+            started = time.perf_counter()
+            module(one)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            if i >= 3:
+                timings.append(time.perf_counter() - started)
+    return {"accuracy": round(correct / len(y), 6), "latency_ms": round(sorted(timings)[10] * 1000, 4)}
+
+
+def measure_request(request: dict) -> dict:
+    """{model, input_shape, [dataset, data_source, device]} -> profile (+ accuracy and latency_ms with a dataset)."""
+    from harness.data import DataError
+
+    program = load_program(request["model"])
+    profile = profile_program(program, request.get("input_shape"))
+    if request.get("dataset"):
+        try:
+            profile.update(evaluate_program(program, request["dataset"], request.get("data_source"),
+                                            request.get("device", "cpu")))
+        except DataError as exc:
+            raise MeasureError(f"held-out data unavailable on the grader: {exc}") from None
+        except RuntimeError as exc:
+            raise MeasureError(f"the model failed on the held-out data: {str(exc).splitlines()[0]}") from None
+    return profile
+
+
 def warm_up() -> None:
     """Pay the one-time costs (the dynamo import behind torch.export.load, the first export and trace) on a tiny
     model of our own while the student's notebook is still running."""
@@ -205,12 +252,11 @@ def main(argv: list[str] | None = None) -> int:
         request = json.loads(sys.stdin.readline() or "null")
         if request is None:  # the grader had nothing to measure
             return 0
-        model, shape = request["model"], request.get("input_shape")
     else:
-        model = args.model
         shape = [int(d) for d in args.input_shape.split(",")] if args.input_shape else None
+        request = {"model": args.model, "input_shape": shape}
     try:
-        profile = profile_file(model, shape)
+        profile = measure_request(request)
     except MeasureError as exc:
         profile = {"error": str(exc)}
     print(json.dumps(profile))
@@ -228,11 +274,13 @@ class MeasuringProcess:
             stderr=subprocess.PIPE, env=env, cwd=cwd, text=True, start_new_session=True,
         )
 
-    def measure(self, model_path: str, input_shape: Sequence[int], timeout_s: float) -> dict:
+    def measure(self, model_path: str, input_shape: Sequence[int], timeout_s: float, dataset: str | None = None,
+                data_source: str | None = None, device: str = "cpu") -> dict:
         """The profile, or raise MeasureError (bad file, model that does not run, timeout)."""
         import subprocess
 
-        request = json.dumps({"model": str(model_path), "input_shape": list(input_shape)}) + "\n"
+        request = json.dumps({"model": str(model_path), "input_shape": list(input_shape), "dataset": dataset,
+                              "data_source": data_source, "device": device}) + "\n"
         try:
             stdout, stderr = self._proc.communicate(request, timeout=timeout_s)
         except subprocess.TimeoutExpired:

@@ -52,8 +52,10 @@ class SubmissionResult:
 
 
 def empty_metrics() -> dict:
+    """The contract's metrics first, then additions (latency, whole-notebook time and its ratio)."""
     return {"params": None, "trainable_params": None, "macs": None, "accuracy": None,
-            "train_time_s": None, "time_ratio": None, "activation_shapes": {}}
+            "train_time_s": None, "time_ratio": None, "activation_shapes": {},
+            "latency_ms": None, "exec_time_s": None, "exec_ratio": None, "reference_train_time_s": None}
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

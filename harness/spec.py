@@ -41,6 +41,7 @@ class AssignmentSpec:
     selfcheck: dict  # fast parameters for `dlgrade check --selfcheck`
     limits: Limits
     checks: tuple[CheckSpec, ...]
+    reference_notebook: Path | None = None  # [timing]: the reference solution timed by `dlgrade calibrate`
 
     @property
     def submissions_dir(self) -> Path:
@@ -89,6 +90,11 @@ def load_spec(id_or_dir: str | Path) -> AssignmentSpec:
     if not notebook.is_file():
         raise SpecError(f"{toml_path}: notebook {notebook.name} not found")
     limits = Limits(**data.get("limits", {}))
+    reference_notebook = None
+    if "reference_notebook" in data.get("timing", {}):
+        reference_notebook = root / data["timing"]["reference_notebook"]
+        if not reference_notebook.is_file():
+            raise SpecError(f"{toml_path}: [timing] reference_notebook {reference_notebook.name} not found")
     return AssignmentSpec(
         id=assignment_id,
         title=meta.get("title", assignment_id),
@@ -101,4 +107,5 @@ def load_spec(id_or_dir: str | Path) -> AssignmentSpec:
         selfcheck=dict(data.get("selfcheck", {})),
         limits=limits,
         checks=tuple(checks),
+        reference_notebook=reference_notebook,
     )

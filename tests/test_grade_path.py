@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 
 import psutil
 import pytest
@@ -110,15 +111,16 @@ def test_memory_limit_counts_resident_memory(tiny):
 
 def test_no_process_of_the_run_outlives_it(tiny):
     spec, write = tiny()
+    token = f"{uuid.uuid4().int % 10**6 + 10**6}"  # a sleep length no other process on the machine uses
     spawn = ("import subprocess, os\n"
-             "p = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
-             "if os.fork() == 0:\n    os.setsid(); import time; time.sleep(300); os._exit(0)")
-    before = {p.pid for p in psutil.process_iter() if p.name() == "sleep" or "ipykernel" in " ".join(p.cmdline())}
+             f"subprocess.Popen(['sleep', '{token}'], start_new_session=True)\n"
+             "if os.fork() == 0:\n"
+             f"    os.setsid(); os.execvp('sleep', ['sleep', '{token}'])")
     result = grade_one(write([MODEL, spawn]), spec)
     assert result.status == "graded"
     time.sleep(0.5)
-    after = {p.pid for p in psutil.process_iter() if p.name() == "sleep" or "ipykernel" in " ".join(p.cmdline())}
-    assert after <= before
+    survivors = [p for p in psutil.process_iter(["cmdline"]) if token in (p.info["cmdline"] or [])]
+    assert survivors == []
 
 
 def test_kernel_environment_is_scrubbed(tiny, monkeypatch):
