@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import nbformat
@@ -69,7 +70,11 @@ def restore_locked_cells(nb: nbformat.NotebookNode, source: nbformat.NotebookNod
 
 
 def inject_parameters(nb: nbformat.NotebookNode, parameters: dict, kernel_name: str) -> nbformat.NotebookNode:
-    """papermill's own parameter injection (prepare_only: nothing runs here)."""
+    """papermill's own parameter injection (prepare_only: nothing runs here).
+
+    Parameters the notebook's `parameters` cell does not define are still injected (papermill only logs them).
+    """
+    logging.getLogger("papermill").setLevel(logging.ERROR)
     return papermill.execute_notebook(
         nb, None, parameters=parameters, prepare_only=True, kernel_name=kernel_name, language="python",
         progress_bar=False, log_output=False,

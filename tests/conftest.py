@@ -62,12 +62,18 @@ def notebook(cells: list[str], submit: str | None = SUBMIT, tags: dict[int, list
 def tiny(tmp_path: Path):
     """make(limits...) -> (spec, write(cells, ...) -> path of a submission notebook)."""
 
-    def make(timeout_s=120, cell_timeout_s=60, memory_gb=2):
+    def make(timeout_s=120, cell_timeout_s=60, memory_gb=2, extra_toml="", reference_cells=None, submit=SUBMIT,
+             input_shape=(3, 4, 4)):
+        """extra_toml is appended to assignment.toml; reference_cells = (cells, tags) become reference.ipynb;
+        submit is the assignment's locked submit cell (restored into every submission)."""
         root = tmp_path / "tiny"
         (root / "submissions").mkdir(parents=True, exist_ok=True)
-        nbformat.write(notebook([MODEL]), root / "tiny.ipynb")
-        (root / "assignment.toml").write_text(TOML.format(timeout_s=timeout_s, cell_timeout_s=cell_timeout_s,
-                                                          memory_gb=memory_gb))
+        nbformat.write(notebook([MODEL], submit=submit), root / "tiny.ipynb")
+        if reference_cells is not None:
+            nbformat.write(notebook(reference_cells[0], tags=reference_cells[1]), root / "reference.ipynb")
+        toml = TOML.format(timeout_s=timeout_s, cell_timeout_s=cell_timeout_s, memory_gb=memory_gb)
+        toml = toml.replace("input_shape = [3, 4, 4]", f"input_shape = {list(input_shape)}")
+        (root / "assignment.toml").write_text(toml + extra_toml)
         counter = iter(range(1000))
 
         def write(cells: list[str], **kwargs) -> Path:

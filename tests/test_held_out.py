@@ -1,0 +1,64 @@
+"""Accuracy on the held-out split, and proof that the student's kernel cannot read the held-out labels."""
+from __future__ import annotations
+
+import pytest
+
+from harness.execute import Limits, Sandbox, execute
+from harness.grade import grade_one
+from harness.prepare import inject_parameters
+from tests.conftest import notebook
+
+pytestmark = pytest.mark.slow
+
+DIGITS = '\n[parameters]\ndataset = "digits32"\n'
+# a model that always answers class 0, whatever the input: its accuracy is the share of zeros in the test split
+CONSTANT_MODEL = """\
+import torch
+from torch import nn
+model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 10))
+with torch.no_grad():
+    model[1].weight.zero_(); model[1].bias.zero_(); model[1].bias[0] = 1.0"""
+CONSTANT_DIGITS_MODEL = CONSTANT_MODEL.replace("3 * 4 * 4", "3 * 32 * 32")
+SUBMIT_32 = "import harness\nharness.submit(model, torch.randn(2, 3, 32, 32))"
+
+PROBE = """\
+import os
+try:
+    from sklearn.datasets import load_digits
+    leaked_labels = load_digits().target.tolist()
+except Exception:
+    leaked_labels = None
+assert leaked_labels is None, "the digits source (test labels) is readable"
+assert sorted(os.listdir(data_dir)) == ["train.pt", "val.pt"], os.listdir(data_dir)
+assert not os.listdir(ASSIGNMENT_ROOT), "the assignment directory is readable"
+"""
+
+
+def test_accuracy_is_measured_on_the_held_out_split(tiny):
+    spec, write = tiny(extra_toml=DIGITS, submit=SUBMIT_32, input_shape=(3, 32, 32))
+    result = grade_one(write([CONSTANT_DIGITS_MODEL], submit=SUBMIT_32), spec)
+    assert result.status == "graded", result.error
+    assert result.metrics["accuracy"] == 36 / 360  # digits32 test split: 36 zeros out of 360
+    assert result.metrics["latency_ms"] > 0
+
+
+def test_kernel_cannot_read_the_held_out_labels(tiny):
+    spec, write = tiny(extra_toml=DIGITS, submit=SUBMIT_32, input_shape=(3, 32, 32))
+    probe = f"ASSIGNMENT_ROOT = {str(spec.root)!r}\n" + PROBE
+    result = grade_one(write([CONSTANT_DIGITS_MODEL, probe], submit=SUBMIT_32), spec)
+    assert result.status == "graded", result.error
+    assert result.notes == []  # no probe assertion failed, and isolation did not fall back
+
+
+def test_the_probe_detects_a_leak_when_nothing_is_masked(tiny):
+    """Positive control for the test above: without masking the same probe sees the digits labels."""
+    spec, _ = tiny(extra_toml=DIGITS)
+    probe = f"ASSIGNMENT_ROOT = {str(spec.root)!r}\ndata_dir = '.'\n" + PROBE
+    nb = inject_parameters(notebook([probe], submit=None), {}, "dlgrade")
+    box = Sandbox.create()
+    try:
+        report = execute(nb, box, Limits(), "dlgrade", mask=[])
+    finally:
+        box.remove()
+    errors = [c.error for c in report.cells if c.error]
+    assert errors == [{"ename": "AssertionError", "evalue": "the digits source (test labels) is readable"}]
