@@ -142,6 +142,8 @@ def _measured_answer(spec: CheckSpec, evidence: Evidence):
     measure = spec.options["measure"]
     if measure == "conv_output_size":
         return [conv_output_size(*case) for case in spec.options["cases"]]
+    if measure == "autograd":
+        return [derivative(expression, at) for expression, at in spec.options["cases"]]
     profile = evidence.reference(spec.options.get("reference", evidence.default_reference))
     if measure == "activation_sizes":
         table = {name: math.prod(shape) for name, shape in profile["activation_shapes"].items()}
@@ -162,17 +164,29 @@ def conv_output_size(width: int, kernel: int, padding: int, stride: int) -> int:
         return int(conv(torch.zeros(1, 1, width, width)).shape[-1])
 
 
-def _same(expected, got) -> bool:
+def derivative(expression: str, at: float) -> float:
+    """d expression / dx at x = `at`, by torch.autograd in float64. `expression` comes from assignment.toml
+    (instructor-written, trusted) and may use `x` and `torch`."""
+    import torch
+
+    x = torch.tensor(float(at), dtype=torch.float64, requires_grad=True)
+    y = eval(expression, {"__builtins__": {}, "torch": torch}, {"x": x})  # noqa: S307 - trusted spec, not student
+    (grad,) = torch.autograd.grad(y, x)
+    return float(grad)
+
+
+def _same(expected, got, rel_tol: float = 1e-9) -> bool:
     if isinstance(expected, (list, tuple)) and isinstance(got, (list, tuple)):
-        return len(expected) == len(got) and all(_same(e, g) for e, g in zip(expected, got))
+        return len(expected) == len(got) and all(_same(e, g, rel_tol) for e, g in zip(expected, got))
     if isinstance(expected, (int, float)) and isinstance(got, (int, float)) and not isinstance(got, bool):
-        return math.isclose(expected, got, rel_tol=1e-9)
+        return math.isclose(expected, got, rel_tol=rel_tol, abs_tol=rel_tol * 1e-3)
     return expected == got
 
 
 @check_kind("answers")
 def check_answers(spec: CheckSpec, evidence: Evidence) -> CheckResult:
     name = spec.options["answer"]
+    rel_tol = float(spec.options.get("rel_tol", 1e-9))
     expected = _measured_answer(spec, evidence)
     got = evidence.answers.get(name)
     if got is None:
@@ -183,13 +197,13 @@ def check_answers(spec: CheckSpec, evidence: Evidence) -> CheckResult:
             return _result(spec, 0.0, expected, got,
                            f"'{name}' must be a dict keyed by layer name ({', '.join(expected)}), "
                            f"got {type(got).__name__}.")
-        wrong = [k for k in expected if not _same(expected[k], got.get(k))]
+        wrong = [k for k in expected if not _same(expected[k], got.get(k), rel_tol)]
         details = [f"{k}: expected {expected[k]}, got {got.get(k, 'nothing')}" for k in wrong]
         total = len(expected)
     else:
         if not isinstance(got, list) or len(got) != len(expected):
             return _result(spec, 0.0, expected, got, f"'{name}' must be a list of {len(expected)} values.")
-        wrong = [i for i, (e, g) in enumerate(zip(expected, got)) if not _same(e, g)]
+        wrong = [i for i, (e, g) in enumerate(zip(expected, got)) if not _same(e, g, rel_tol)]
         details = [f"case {i + 1}: expected {expected[i]}, got {got[i]}" for i in wrong]
         total = len(expected)
     if not wrong:

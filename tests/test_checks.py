@@ -99,3 +99,12 @@ def test_conv_output_size_answers_per_case():
     result = run_check(spec, evidence(answers={"sizes": [24, 2.5]}))
     assert (result.points, result.expected) == (1.0, [24, 3])
     assert "case 2: expected 3, got 2.5" in result.message
+
+
+def test_autograd_answers_are_compared_with_torch_autograd():
+    spec = check("answers", answer="grads", measure="autograd", rel_tol=1e-5,
+                 cases=[["x ** 3 + 2 * x", 2.0], ["torch.sin(x) * x", 0.0]])
+    result = run_check(spec, evidence(answers={"grads": [14.00001, 0.3]}))
+    assert result.expected == [14.0, 0.0]
+    assert result.points == 1.0
+    assert "case 2: expected 0.0, got 0.3" in result.message
