@@ -58,6 +58,14 @@ def notebook(cells: list[str], submit: str | None = SUBMIT, tags: dict[int, list
     return nb
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_calibration_cache(tmp_path_factory):
+    """Tests never read or write the user's ~/.cache/dlgrade: reference timings are calibrated once per session."""
+    import os
+
+    os.environ["DLGRADE_CACHE"] = str(tmp_path_factory.mktemp("dlgrade-cache"))
+
+
 @pytest.fixture
 def tiny(tmp_path: Path):
     """make(limits...) -> (spec, write(cells, ...) -> path of a submission notebook)."""
