@@ -62,3 +62,26 @@ def test_the_probe_detects_a_leak_when_nothing_is_masked(tiny):
         box.remove()
     errors = [c.error for c in report.cells if c.error]
     assert errors == [{"ename": "AssertionError", "evalue": "the digits source (test labels) is readable"}]
+
+
+SEEDED_TRAINING = """\
+import torch
+from torch import nn
+from harness.data import load_notebook_data
+torch.manual_seed(seed)
+train_x, train_y, val_x, val_y = load_notebook_data(data_dir, dataset, device)
+model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
+optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+for step in range(40):
+    batch = torch.randint(0, len(train_y), (64,))
+    loss = nn.functional.cross_entropy(model(train_x[batch]), train_y[batch])
+    optimizer.zero_grad(); loss.backward(); optimizer.step()"""
+
+
+def test_seeded_training_gives_the_same_accuracy_twice(tiny):
+    spec, write = tiny(extra_toml=DIGITS, submit=SUBMIT_32, input_shape=(3, 32, 32))
+    notebook_path = write([SEEDED_TRAINING], tags={0: ["train"]})
+    first, second = grade_one(notebook_path, spec), grade_one(notebook_path, spec)
+    assert first.status == second.status == "graded"
+    assert first.metrics["accuracy"] == second.metrics["accuracy"]
+    assert first.metrics["accuracy"] > 0.5  # it did learn: chance is 0.1
