@@ -16,7 +16,7 @@ EXAMPLES = {
                "  dlgrade profile dlgrade_out/model.pt2\n  dlgrade profile mymodels.py:make_model --input-shape 3,32,32",
     "demo": "example:\n  dlgrade demo --out demo_out",
     "calibrate": "examples:\n  dlgrade calibrate lab1_pytorch_intro\n"
-                 "  dlgrade calibrate project1_size_accuracy_time -p epochs=30 --data-dir ~/data/cifar10",
+                 "  dlgrade calibrate project1_size_accuracy_time -p dataset=cifar10 --data-dir ~/data/cifar10",
 }
 
 
