@@ -27,6 +27,7 @@ demo: setup
 
 bench: setup
 	$(PY) benchmarks/overhead.py | tee benchmarks/overhead.md
+	$(PY) benchmarks/reference_vs_baseline.py | tee benchmarks/reference_vs_baseline.md
 
 clean:
 	rm -rf $(VENV) demo_out dlgrade_out .pytest_cache
