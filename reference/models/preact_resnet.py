@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reference.models.resnet import STAGE_CHANNELS, STAGE_STRIDES, check_knobs, scaled_channels
+from reference.models.resnet import STAGE_CHANNELS, STAGE_STRIDES, check_knobs, make_stage, scaled_channels
 
 
 class PreActBlock(nn.Module):
@@ -52,10 +52,10 @@ class PreActResNet(nn.Module):
         blocks = check_knobs(blocks, width)
         channels = [scaled_channels(c, width) for c in STAGE_CHANNELS]
         self.conv1 = nn.Conv2d(in_channels, channels[0], kernel_size=3, stride=1, padding=1, bias=False)
-        self.layer1 = make_stage(channels[0], channels[0], blocks[0], STAGE_STRIDES[0])
-        self.layer2 = make_stage(channels[0], channels[1], blocks[1], STAGE_STRIDES[1])
-        self.layer3 = make_stage(channels[1], channels[2], blocks[2], STAGE_STRIDES[2])
-        self.layer4 = make_stage(channels[2], channels[3], blocks[3], STAGE_STRIDES[3])
+        self.layer1 = make_stage(PreActBlock, channels[0], channels[0], blocks[0], STAGE_STRIDES[0])
+        self.layer2 = make_stage(PreActBlock, channels[0], channels[1], blocks[1], STAGE_STRIDES[1])
+        self.layer3 = make_stage(PreActBlock, channels[1], channels[2], blocks[2], STAGE_STRIDES[2])
+        self.layer4 = make_stage(PreActBlock, channels[2], channels[3], blocks[3], STAGE_STRIDES[3])
         self.linear = nn.Linear(channels[3], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -63,13 +63,6 @@ class PreActResNet(nn.Module):
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
         out = F.avg_pool2d(out, 4)  # fixed pool, as in resnet.py: fvcore does not count it
         return self.linear(torch.flatten(out, 1))
-
-
-def make_stage(in_planes: int, planes: int, num_blocks: int, stride: int) -> nn.Sequential:
-    """`num_blocks` PreActBlocks; only the first one changes stride and channel count."""
-    layers = [PreActBlock(in_planes, planes, stride)]
-    layers += [PreActBlock(planes, planes, 1) for _ in range(num_blocks - 1)]
-    return nn.Sequential(*layers)
 
 
 def preact_resnet(

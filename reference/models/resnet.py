@@ -69,10 +69,10 @@ class ResNet(nn.Module):
         channels = [scaled_channels(c, width) for c in STAGE_CHANNELS]
         self.conv1 = nn.Conv2d(in_channels, channels[0], kernel_size=3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(channels[0])
-        self.layer1 = make_stage(channels[0], channels[0], blocks[0], STAGE_STRIDES[0])
-        self.layer2 = make_stage(channels[0], channels[1], blocks[1], STAGE_STRIDES[1])
-        self.layer3 = make_stage(channels[1], channels[2], blocks[2], STAGE_STRIDES[2])
-        self.layer4 = make_stage(channels[2], channels[3], blocks[3], STAGE_STRIDES[3])
+        self.layer1 = make_stage(BasicBlock, channels[0], channels[0], blocks[0], STAGE_STRIDES[0])
+        self.layer2 = make_stage(BasicBlock, channels[0], channels[1], blocks[1], STAGE_STRIDES[1])
+        self.layer3 = make_stage(BasicBlock, channels[1], channels[2], blocks[2], STAGE_STRIDES[2])
+        self.layer4 = make_stage(BasicBlock, channels[2], channels[3], blocks[3], STAGE_STRIDES[3])
         self.linear = nn.Linear(channels[3], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,10 +84,10 @@ class ResNet(nn.Module):
         return self.linear(torch.flatten(out, 1))
 
 
-def make_stage(in_planes: int, planes: int, num_blocks: int, stride: int) -> nn.Sequential:
-    """`num_blocks` BasicBlocks; only the first one changes stride and channel count."""
-    layers = [BasicBlock(in_planes, planes, stride)]
-    layers += [BasicBlock(planes, planes, 1) for _ in range(num_blocks - 1)]
+def make_stage(block: type[nn.Module], in_planes: int, planes: int, num_blocks: int, stride: int) -> nn.Sequential:
+    """`num_blocks` blocks (BasicBlock, PreActBlock); only the first one changes stride and channel count."""
+    layers = [block(in_planes, planes, stride)]
+    layers += [block(planes, planes, 1) for _ in range(num_blocks - 1)]
     return nn.Sequential(*layers)
 
 
