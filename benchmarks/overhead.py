@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 import torch
 
-from harness.execute import Limits, Sandbox, execute
+from harness.execute import Limits, Sandbox, cpu_threads, execute
 from harness.export import export_model
 from harness.measure import MeasuringProcess
 from harness.prepare import inject_parameters
@@ -43,7 +43,7 @@ def time_harness_execute(nb) -> float:
     box = Sandbox.create()
     try:
         started = time.perf_counter()
-        report = execute(nb, box, Limits(), "dlgrade")
+        report = execute(nb, box, Limits(), "dlgrade", cpu_threads())
         elapsed = time.perf_counter() - started
         assert report.outcome == "completed" and all(c.state == "executed" for c in report.cells), report
         return elapsed
@@ -77,7 +77,7 @@ def time_import_floor() -> float:
 def time_prewarmed_measure(pt2: Path, workdir: Path, overlap_s: float = 6.0) -> float:
     box_env = Sandbox.create()
     try:
-        measurer = MeasuringProcess(box_env.env(), str(workdir))
+        measurer = MeasuringProcess(box_env.env(cpu_threads()), str(workdir))
         time.sleep(overlap_s)  # stands for the notebook run that the imports overlap
         started = time.perf_counter()
         profile = measurer.measure(pt2, (3, 32, 32), timeout_s=120)

@@ -15,7 +15,12 @@ EXAMPLES = {
                "  dlgrade profile 'reference:resnet18,width=0.5,blocks=(1,1,1,1)'\n"
                "  dlgrade profile dlgrade_out/model.pt2\n  dlgrade profile mymodels.py:make_model --input-shape 3,32,32",
     "demo": "example:\n  dlgrade demo --out demo_out",
-    "calibrate": "examples:\n  dlgrade calibrate lab1_pytorch_intro\n"
+    "release": "examples:\n  dlgrade release lab1_pytorch_intro --out course\n"
+               "  (then hand out course/release/lab1_pytorch_intro/lab1_pytorch_intro.ipynb; nbgrader works in course/)",
+    "grade": "examples:\n  dlgrade grade shapes_params submissions/ --out graded --workers 2\n"
+             "  dlgrade grade lab1_pytorch_intro course/submitted --out graded      (an nbgrader course's submissions)\n"
+             "  dlgrade grade lab1_pytorch_intro course/submitted --out graded --scheduler tcp://10.0.0.5:8786",
+    "calibrate": "examples:\n  dlgrade calibrate lab1_pytorch_intro\n  dlgrade calibrate lab1_pytorch_intro --threads 1 --runs 5\n"
                  "  dlgrade calibrate project1_size_accuracy_time -p dataset=cifar10 --data-dir ~/data/cifar10",
 }
 
@@ -58,7 +63,7 @@ def cmd_check(args) -> int:
 
     spec = load_spec(args.assignment)
     result = grade_one(Path(args.notebook), spec, parse_parameters(args.p), selfcheck=args.selfcheck,
-                       data_source=args.data_dir)
+                       threads=args.threads, data_source=args.data_dir)
     if args.json:
         write_json(result.to_json(), args.json)
     if args.json != "-":
@@ -88,17 +93,56 @@ def cmd_calibrate(args) -> int:
 
     spec = load_spec(args.assignment)
     parameters = grading_parameters(spec, parse_parameters(args.p), selfcheck=args.selfcheck)
-    entry = calibrate(spec, parameters, args.data_dir)
-    print(f"{spec.id}: reference solution on {entry['device']} (torch {entry['torch']}) with {parameters}:\n"
-          f"  train_time_s {entry['train_time_s']}, exec_time_s {entry['exec_time_s']}, "
-          f"accuracy {entry['accuracy']}\ncached for time_ratio / exec_ratio of later checks")
+    entry = calibrate(spec, parameters, args.data_dir, args.threads, args.runs)
+    runs = ", ".join(f"{r['train_time_s']}" for r in entry["runs"])
+    print(f"{spec.id}: reference solution on {entry['device']} (torch {entry['torch']}, {entry['threads']} threads) "
+          f"with {parameters}:\n  train_time_s {entry['train_time_s']} (median of {runs}), exec_time_s "
+          f"{entry['exec_time_s']}, accuracy {entry['accuracy']}\ncached for time_ratio / exec_ratio of later checks")
     return 0
+
+
+def cmd_release(args) -> int:
+    from grading.course import release
+    from harness.spec import load_spec
+
+    spec = load_spec(args.assignment)
+    student_version = release(spec, Path(args.out))
+    print(f"released {spec.id}: student version {student_version}\nnbgrader course directory {Path(args.out)} "
+          f"(gradebook.db, source/, release/); `nbgrader` commands work there")
+    return 0
+
+
+def cmd_grade(args) -> int:
+    from grading.batch import grade_batch
+    from grading.console import format_batch_summary
+    from harness.spec import load_spec
+
+    spec = load_spec(args.assignment)
+    report = grade_batch(spec, Path(args.submissions), Path(args.out), workers=args.workers,
+                         scheduler=args.scheduler, force=args.force, threads=args.threads,
+                         course=Path(args.course) if args.course else None, data_source=args.data_dir,
+                         progress=not args.no_progress)
+    print(format_batch_summary(report.graded, report.skipped))
+    print(f"\n{len(report.graded)} graded in {report.wall_s:.0f} s. results {report.results_dir}, feedback "
+          f"{report.feedback_dir}, grades {report.grades_csv}, gradebook {report.course / 'gradebook.db'}")
+    return 0 if all(r["status"] == "graded" and r["score"] == r["max_score"] for r in report.graded) else 1
 
 
 def cmd_demo(args) -> int:
     from grading.demo import run_demo
 
     return run_demo(Path(args.out))
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got '{text}'")
+    return int(text)
+
+
+def add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=positive_int, help="CPU threads for the notebook and the measurements "
+                   "(default: every core available). Times are compared with a reference timed at the same count")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--selfcheck", action="store_true",
                    help="student mode: fast [selfcheck] parameters, hidden checks left out")
     p.add_argument("--data-dir", help="directory of a dataset that is not bundled (cifar10: holds cifar-10-batches-py)")
+    add_threads(p)
 
     p = add("profile", "Parameters, MACs and activation shapes of a model, measured like a submission.",
             cmd_profile)
@@ -132,6 +177,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", action="append", default=[], metavar="NAME=VALUE", help="override a grading parameter")
     p.add_argument("--selfcheck", action="store_true", help="calibrate the fast [selfcheck] parameters")
     p.add_argument("--data-dir", help="directory of a dataset that is not bundled (cifar10)")
+    add_threads(p)
+    p.add_argument("--runs", type=positive_int, help="runs of the reference; its times are their median "
+                   "(default: [timing] runs, 3)")
+
+    p = add("release", "Set up an nbgrader course directory and generate the student version of an assignment.",
+            cmd_release)
+    p.add_argument("assignment", help="assignment id (assignments/<id>) or a directory")
+    p.add_argument("--out", required=True, help="the nbgrader course directory (created or updated)")
+
+    p = add("grade", "Grade a directory of submissions: results JSON, gradebook, feedback HTML, grades.csv.",
+            cmd_grade)
+    p.add_argument("assignment", help="assignment id (assignments/<id>) or a directory")
+    p.add_argument("submissions", help="directory of <student>.ipynb, or an nbgrader submitted/ directory")
+    p.add_argument("--out", required=True, help="output directory (results/, feedback/, grades.csv)")
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help="local worker processes (one GPU each when there are GPUs; else the cores are shared)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler (tcp://host:8786) instead of local workers")
+    p.add_argument("--force", action="store_true", help="grade again submissions that are already recorded")
+    p.add_argument("--course", help="nbgrader course directory (default: the parent of a submitted/ directory, "
+                   "else OUT/course)")
+    p.add_argument("--data-dir", help="directory of a dataset that is not bundled (cifar10)")
+    add_threads(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = add("demo", "Check every example submission of every assignment and print a summary.", cmd_demo)
     p.add_argument("--out", required=True, help="directory for the results JSON")
@@ -139,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from grading.batch import BatchError
+    from grading.course import CourseError
     from harness.calibrate import CalibrationError
     from harness.data import DataError
     from harness.grade import NotGraded
@@ -151,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     except NotGraded as exc:
         print(f"dlgrade {args.command}: {exc.message}", file=sys.stderr)
         return 2
-    except (UsageError, SpecError, MeasureError, DataError, CalibrationError, FileNotFoundError, ValueError) as exc:
+    except (UsageError, SpecError, MeasureError, DataError, CalibrationError, BatchError, CourseError,
+            FileNotFoundError, ValueError) as exc:
         print(f"dlgrade {args.command}: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `dlgrade ... | head`

@@ -59,3 +59,19 @@ def format_summary(results: list[SubmissionResult]) -> str:
                      textwrap.shorten(detail, 70)])
     return tabulate(rows, headers=["assignment", "submission", "status", "score", "wall s", "failed / error"],
                     tablefmt="simple")
+
+
+def format_batch_summary(results: list[dict], skipped: int) -> str:
+    """Counts per status and the mean score of a `dlgrade grade` run (+ the failed submissions and why)."""
+    statuses = ["graded", "failed", "timeout", "crashed", "invalid"]
+    counts = [[s, sum(r["status"] == s for r in results)] for s in statuses]
+    lines = [tabulate(counts + [["already recorded", skipped]], headers=["status", "submissions"],
+                      tablefmt="simple")]
+    if results:
+        mean = sum(r["score"] for r in results) / len(results)
+        lines.append(f"mean score {mean:.2f} / {results[0]['max_score']:g} over {len(results)} graded now")
+    problems = [[r["submission"], r["status"], textwrap.shorten(r["error"]["message"], 90)]
+                for r in results if r["error"]]
+    if problems:
+        lines.append(tabulate(problems, headers=["submission", "status", "reason"], tablefmt="simple"))
+    return "\n\n".join(lines)

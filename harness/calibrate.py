@@ -1,18 +1,24 @@
 """Reference timing: run an assignment's reference solution through the grading path on this runner, cache its times.
 
-The cache key is (device name, torch version, hash of the reference notebook, the grading parameters), so a
-different GPU, torch or recipe is calibrated again, on demand. Cache: $DLGRADE_CACHE or ~/.cache/dlgrade.
+One calibration = `runs` runs of the reference solution (default 3, `[timing] runs`); the cached times are their
+medians, so one run slowed by a neighbour does not set the bar. The cache key is everything a time depends on: device
+name, torch version, CPU threads, the grading parameters, and hashes of the reference notebook and of the reference
+recipe it imports (reference/train.py, reference/models). Changing any of them calibrates again, on demand.
+Cache: $DLGRADE_CACHE or ~/.cache/dlgrade.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import statistics
 from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.result import write_json_atomic
 from harness.spec import AssignmentSpec
+
+RECIPE_DIR = Path(__file__).resolve().parent.parent / "reference"
 
 
 class CalibrationError(Exception):
@@ -23,43 +29,64 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DLGRADE_CACHE", Path.home() / ".cache" / "dlgrade")) / "calibration"
 
 
-def calibration_key(spec: AssignmentSpec, parameters: dict, device: str, torch_version: str) -> str:
-    notebook_hash = hashlib.sha256(spec.reference_notebook.read_bytes()).hexdigest()
-    blob = json.dumps({"assignment": spec.id, "notebook": notebook_hash, "parameters": parameters, "device": device,
-                       "torch": torch_version}, sort_keys=True, default=str)
+def recipe_hash() -> str:
+    """Hash of the reference recipe's source (reference/train.py and reference/models/*.py)."""
+    digest = hashlib.sha256()
+    for path in sorted([RECIPE_DIR / "train.py", *(RECIPE_DIR / "models").glob("*.py")]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def calibration_key(spec: AssignmentSpec, parameters: dict, device: str, torch_version: str, threads: int) -> str:
+    blob = json.dumps({"assignment": spec.id, "parameters": parameters, "device": device, "torch": torch_version,
+                       "threads": threads, "notebook": hashlib.sha256(spec.reference_notebook.read_bytes()).hexdigest(),
+                       "recipe": recipe_hash()}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def calibrate(spec: AssignmentSpec, parameters: dict, data_source: str | None = None) -> dict:
-    """Run the reference solution now and cache its times (the `dlgrade calibrate` command)."""
+def calibrate(spec: AssignmentSpec, parameters: dict, data_source: str | None = None, threads: int | None = None,
+              runs: int | None = None) -> dict:
+    """Run the reference solution now, `runs` times, and cache the median times (the `dlgrade calibrate` command)."""
     from harness.grade import grade_one
 
     if spec.reference_notebook is None:
         raise CalibrationError(f"assignment '{spec.id}' has no [timing] reference_notebook")
-    result = grade_one(spec.reference_notebook, spec, overrides=parameters, data_source=data_source, timing=False,
-                       submission="reference")
-    if result.status != "graded":
-        raise CalibrationError(f"the reference solution of '{spec.id}' did not run cleanly ({result.status}): "
-                               f"{result.error['message'] if result.error else ''}")
+    measured = []
+    for _ in range(runs or spec.calibration_runs):
+        result = grade_one(spec.reference_notebook, spec, overrides=parameters, data_source=data_source,
+                           threads=threads, timing=False, submission="reference")
+        if result.status != "graded":
+            raise CalibrationError(f"the reference solution of '{spec.id}' did not run cleanly ({result.status}): "
+                                   f"{result.error['message'] if result.error else ''}")
+        measured.append(result)
+    first = measured[0]
     entry = {
         "assignment": spec.id,
         "parameters": parameters,
-        "device": result.run["device"],
-        "torch": result.run["torch"],
-        "train_time_s": result.metrics["train_time_s"],
-        "exec_time_s": result.metrics["exec_time_s"],
-        "accuracy": result.metrics["accuracy"],
+        "device": first.run["device"],
+        "torch": first.run["torch"],
+        "threads": first.run["threads"],
+        "train_time_s": _median(r.metrics["train_time_s"] for r in measured),
+        "exec_time_s": _median(r.metrics["exec_time_s"] for r in measured),
+        "accuracy": first.metrics["accuracy"],
+        "runs": [{"train_time_s": r.metrics["train_time_s"], "exec_time_s": r.metrics["exec_time_s"]}
+                 for r in measured],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    key = calibration_key(spec, parameters, entry["device"], entry["torch"])
+    key = calibration_key(spec, parameters, entry["device"], entry["torch"], entry["threads"])
     write_json_atomic(cache_dir() / f"{key}.json", entry)
     return entry
 
 
-def reference_times(spec: AssignmentSpec, parameters: dict, device: str, torch_version: str,
+def _median(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 3) if values else None
+
+
+def reference_times(spec: AssignmentSpec, parameters: dict, device: str, torch_version: str, threads: int,
                     data_source: str | None = None) -> dict:
     """Cached reference times for these parameters on this runner, calibrating on demand."""
-    path = cache_dir() / f"{calibration_key(spec, parameters, device, torch_version)}.json"
+    path = cache_dir() / f"{calibration_key(spec, parameters, device, torch_version, threads)}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    return calibrate(spec, parameters, data_source)
+    return calibrate(spec, parameters, data_source, threads)

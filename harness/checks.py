@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.spec import CheckSpec
 
@@ -39,6 +39,15 @@ class Evidence:
     reference: Callable[[str], dict]  # name of a reference model -> its profile
     default_reference: str | None
     metrics: dict  # the result's metrics: accuracy, train_time_s, time_ratio, exec_ratio, ...
+    test_cells: dict = field(default_factory=dict)  # grade_id -> TestCellOutcome of nbgrader test cells that ran
+
+
+@dataclass
+class TestCellOutcome:
+    """How an nbgrader test cell ran, read by the runner from the kernel's replies (not from anything it printed)."""
+
+    ran: bool
+    error: dict | None = None  # {"ename", "evalue"}
 
 
 CheckFn = Callable[[CheckSpec, Evidence], CheckResult]
@@ -247,3 +256,21 @@ def check_time_ratio(spec: CheckSpec, evidence: Evidence) -> CheckResult:
                        "keep tensors on the device.")
     return _result(spec, 1.0, expected, got, f"training {got['time_ratio']:.2f}x and whole notebook "
                    f"{got['exec_ratio']:.2f}x the reference's time, within {budget:g}x.")
+
+
+@check_kind("notebook_test")
+def check_notebook_test(spec: CheckSpec, evidence: Evidence) -> CheckResult:
+    """An nbgrader test cell: full points when it ran without an exception, else 0. Unlike nbgrader, output on
+    stderr (torch warnings) does not cost the points, and a number shown as the cell's value is not partial credit:
+    the grader never takes a number from the kernel's output (split a test into cells instead)."""
+    outcome = evidence.test_cells.get(spec.id)
+    if outcome is None:
+        return _result(spec, 0.0, "passes", None, f"test cell '{spec.id}' is missing from the notebook: keep every "
+                       "cell of the assignment (start again from the released notebook).")
+    if not outcome.ran:
+        return _result(spec, 0.0, "passes", None, f"test cell '{spec.id}' did not run: the notebook stopped before it.")
+    if outcome.error:
+        detail = f"{outcome.error['ename']}: {outcome.error['evalue']}".strip().rstrip(":")[:300]
+        return _result(spec, 0.0, "passes", "error", f"test cell '{spec.id}' failed - {detail}. Fix the cells above "
+                       "it, restart the kernel and run all cells.")
+    return _result(spec, 1.0, "passes", "passes", f"test cell '{spec.id}' passed.")

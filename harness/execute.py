@@ -37,6 +37,13 @@ class Limits:
     measure_timeout_s: float = 120.0
 
 
+def cpu_threads(workers: int = 1) -> int:
+    """Threads for one run when `workers` runs share this machine's cores (never oversubscribe; at least 1).
+    Pinned explicitly so that timings and seeded CPU results do not depend on what else the machine runs."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // max(1, workers))
+
+
 @dataclass
 class Sandbox:
     """A fresh directory tree for one run. The kernel's working directory is `work`."""
@@ -54,7 +61,7 @@ class Sandbox:
     output_dir = property(lambda self: self.root / "out")
     data_dir = property(lambda self: self.root / "data")
 
-    def env(self, threads: int | None = None) -> dict[str, str]:
+    def env(self, threads: int) -> dict[str, str]:
         """A scrubbed environment: nothing of the grader's (tokens, paths to grading state) leaks in."""
         env = {
             "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
@@ -66,11 +73,9 @@ class Sandbox:
             "MPLBACKEND": "Agg",
             "DLGRADE_OUTPUT_DIR": str(self.output_dir),
         }
-        for name in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            if name in os.environ:
-                env[name] = os.environ[name]
-        if threads:
-            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+        if "CUDA_VISIBLE_DEVICES" in os.environ:  # the GPU this worker is pinned to
+            env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
         return env
 
     def remove(self) -> None:
@@ -99,7 +104,7 @@ class ExecutionReport:
 
 
 def execute(nb: nbformat.NotebookNode, box: Sandbox, limits: Limits, kernel_name: str,
-            threads: int | None = None, mask: list[Path] = ()) -> ExecutionReport:
+            threads: int, mask: list[Path] = ()) -> ExecutionReport:
     """Run `nb` in `box`; `mask` are paths (held-out data sources) the kernel must not be able to read."""
     read_fd, write_fd = os.pipe()
     stderr_path = box.root / "runner.stderr"

@@ -14,9 +14,9 @@ from pathlib import Path
 import nbformat
 
 from harness.calibrate import CalibrationError, reference_times
-from harness.checks import CheckResult, Evidence, run_check
+from harness.checks import CheckResult, Evidence, TestCellOutcome, run_check
 from harness.data import source_paths, write_notebook_data
-from harness.execute import ExecutionReport, Sandbox, execute
+from harness.execute import ExecutionReport, Sandbox, cpu_threads, execute
 from harness.measure import MeasureError, MeasuringProcess
 from harness.prepare import InvalidNotebook, inject_parameters, read_notebook, restore_locked_cells
 from harness.result import SubmissionResult, empty_metrics
@@ -36,22 +36,24 @@ class NotGraded(Exception):
 def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = None, selfcheck: bool = False,
               submission: str | None = None, threads: int | None = None, data_source: str | None = None,
               timing: bool = True) -> SubmissionResult:
-    """Grade one notebook. `data_source`: directory of a dataset that is not bundled (cifar10); `timing=False`
-    skips the comparison with the reference (used to calibrate the reference itself)."""
+    """Grade one notebook. `threads`: CPU threads of the kernel and the measuring process (default: every core
+    this process may use; a batch with N workers gives each 1/N). `data_source`: directory of a dataset that is not
+    bundled (cifar10); `timing=False` skips the comparison with the reference (used to calibrate the reference)."""
     notebook = Path(notebook)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.monotonic()
     checks = spec.visible_checks(selfcheck)
     result = SubmissionResult(spec.id, submission or notebook.stem, "graded", None, [], empty_metrics(),
                               {"wall_s": None, "device": None, "torch": None, "started": started})
+    threads = threads or cpu_threads()
     box = Sandbox.create()
-    measurer = None
+    measurer = report = None
     try:
         device = pick_device()
-        result.run.update(device=device_name(device), torch=torch_version())
+        result.run.update(device=device_name(device), torch=torch_version(), threads=threads)
         parameters = grading_parameters(spec, overrides or {}, selfcheck)
         dataset = parameters.get("dataset")
-        nb, notes = prepare(notebook, spec, parameters, box, device)
+        nb, notes = prepare(notebook, spec, parameters, box, device, hidden_tests=not selfcheck)
         result.notes += notes
         mask = [spec.root]  # solutions, hidden tests and the reference solution live there
         if dataset:
@@ -59,6 +61,7 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
             mask += source_paths(dataset, data_source)
         measurer = MeasuringProcess(box.env(threads), str(box.root / "tmp"))  # imports overlap the run
         report = execute(nb, box, spec.limits, spec.kernel, threads, mask)
+        result.executed = report.notebook
         if report.isolation.startswith("none"):
             result.notes.append(f"held-out data and assignment files were not hidden from the kernel "
                                 f"({report.isolation}); see docs/architecture.md")
@@ -72,13 +75,18 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
             result.notes.append(f"cross-check mismatch: FlopCounterMode {profile['flops_check']:,} != 2 x fvcore "
                                 f"conv+linear {profile['macs_conv_linear']:,}")
         if timing and spec.reference_notebook is not None:
-            result.metrics.update(compare_times(spec, parameters, result, data_source))
-        evidence = Evidence(profile, answers, reference_profile, spec.reference, result.metrics)
+            result.metrics.update(compare_times(spec, parameters, result, threads, data_source))
+        evidence = Evidence(profile, answers, reference_profile, spec.reference, result.metrics,
+                            test_cell_outcomes(report))
         result.checks = [run_check(check, evidence) for check in checks]
     except NotGraded as exc:
         result.status = exc.status
         result.error = {"kind": exc.kind, "message": exc.message, "cell": exc.cell}
-        result.checks = [CheckResult(c.id, False, 0.0, c.points, None, None, f"not graded: {exc.message}")
+        # the test cells that ran keep their points, as in nbgrader; the harness checks need a submitted model
+        evidence = Evidence({}, {}, reference_profile, spec.reference, result.metrics,
+                            test_cell_outcomes(report) if report else {})
+        result.checks = [run_check(c, evidence) if c.kind == "notebook_test" and report
+                         else CheckResult(c.id, False, 0.0, c.points, None, None, f"not graded: {exc.message}")
                          for c in checks]
     finally:
         if measurer:
@@ -99,11 +107,12 @@ def grading_parameters(spec: AssignmentSpec, overrides: dict, selfcheck: bool) -
     return {**spec.parameters, **(spec.selfcheck if selfcheck else {}), **overrides}
 
 
-def compare_times(spec: AssignmentSpec, parameters: dict, result: SubmissionResult,
+def compare_times(spec: AssignmentSpec, parameters: dict, result: SubmissionResult, threads: int,
                   data_source: str | None) -> dict:
     """time_ratio (cells tagged `train`) and exec_ratio (all cells) against the reference on this runner."""
     try:
-        reference = reference_times(spec, parameters, result.run["device"], result.run["torch"], data_source)
+        reference = reference_times(spec, parameters, result.run["device"], result.run["torch"], threads,
+                                    data_source)
     except CalibrationError as exc:
         result.notes.append(f"no reference timing: {exc}")
         return {}
@@ -118,13 +127,13 @@ def compare_times(spec: AssignmentSpec, parameters: dict, result: SubmissionResu
 
 # 1 prepare ------------------------------------------------------------------------------------------------------
 
-def prepare(notebook: Path, spec: AssignmentSpec, parameters: dict, box: Sandbox,
-            device: str) -> tuple[nbformat.NotebookNode, list[str]]:
+def prepare(notebook: Path, spec: AssignmentSpec, parameters: dict, box: Sandbox, device: str,
+            hidden_tests: bool = True) -> tuple[nbformat.NotebookNode, list[str]]:
     try:
         nb = read_notebook(notebook)
     except InvalidNotebook as exc:
         raise NotGraded("invalid", "invalid_notebook", str(exc)) from None
-    missing = restore_locked_cells(nb, nbformat.read(spec.notebook, as_version=4))
+    missing = restore_locked_cells(nb, nbformat.read(spec.notebook, as_version=4), hidden_tests)
     notes = [f"locked cell '{cell_id}' of the assignment is missing from this notebook" for cell_id in missing]
     parameters = {**parameters, "output_dir": str(box.output_dir), "data_dir": str(box.data_dir), "device": device}
     return inject_parameters(nb, parameters, spec.kernel), notes
@@ -173,6 +182,19 @@ def require_complete_run(report: ExecutionReport) -> None:
 def cell_error_notes(report: ExecutionReport) -> list[str]:
     return [f"{_cell_text(report, c.index)} raised {c.error['ename']}: {c.error['evalue'][:200]}"
             for c in report.cells if c.error and c.error["ename"] != "SystemExit"]
+
+
+def test_cell_outcomes(report: ExecutionReport) -> dict[str, TestCellOutcome]:
+    """grade_id -> how each nbgrader test cell ran. Errors come from the kernel's execute replies as recorded by
+    the runner; stderr output is ignored (a torch warning is not a failed test)."""
+    outcomes = {}
+    for run in report.cells:
+        cell = report.notebook.cells[run.index] if report.notebook else None
+        meta = cell.metadata.get("nbgrader", {}) if cell is not None else {}
+        if not (meta.get("grade") and not meta.get("solution") and cell.cell_type == "code"):
+            continue
+        outcomes[meta["grade_id"]] = TestCellOutcome(run.state == "executed", run.error)
+    return outcomes
 
 
 def exec_time_s(report: ExecutionReport) -> float:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import nbformat
@@ -49,16 +50,19 @@ def _grade_id(cell) -> str | None:
     return cell.metadata.get("nbgrader", {}).get("grade_id")
 
 
-def restore_locked_cells(nb: nbformat.NotebookNode, source: nbformat.NotebookNode) -> list[str]:
-    """Put back the source of every locked, non-graded cell of the assignment (nbgrader `locked`).
+def restore_locked_cells(nb: nbformat.NotebookNode, source: nbformat.NotebookNode,
+                         hidden_tests: bool = True) -> list[str]:
+    """Put back the source of every locked cell of the assignment (nbgrader `locked`): instructions, data loading,
+    the call to harness.submit and the test cells, with their hidden tests (`hidden_tests=False`, the student's
+    self-check: hidden test regions removed, as in the released notebook).
 
-    Students cannot edit locked cells in Jupyter, but the file is theirs: the call to harness.submit, data loading and
-    instructions are taken from the assignment, never from the submission. Returns the ids of missing locked cells.
+    Students cannot edit locked cells in Jupyter, but the file is theirs: those cells are taken from the assignment,
+    never from the submission. Returns the grade_ids of locked cells missing from the submission.
     """
     locked = {
-        _grade_id(cell): cell.source
+        _grade_id(cell): cell.source if hidden_tests else strip_hidden_tests(cell.source)
         for cell in source.cells
-        if cell.metadata.get("nbgrader", {}).get("locked") and not cell.metadata["nbgrader"].get("grade")
+        if cell.metadata.get("nbgrader", {}).get("locked") and not cell.metadata["nbgrader"].get("solution")
     }
     seen = set()
     for cell in nb.cells:
@@ -67,6 +71,14 @@ def restore_locked_cells(nb: nbformat.NotebookNode, source: nbformat.NotebookNod
             cell.source = locked[grade_id]
             seen.add(grade_id)
     return sorted(set(locked) - seen)
+
+
+HIDDEN_TESTS = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[^\n]*\n?", re.M | re.S)
+
+
+def strip_hidden_tests(source: str) -> str:
+    """nbgrader's hidden test regions removed (what `generate_assignment` does to the student version)."""
+    return HIDDEN_TESTS.sub("", source)
 
 
 def inject_parameters(nb: nbformat.NotebookNode, parameters: dict, kernel_name: str) -> nbformat.NotebookNode:

@@ -21,8 +21,9 @@ class SubmissionResult:
     error: dict | None  # {"kind", "message", "cell"}; cell = index in the submitted notebook, or None
     checks: list[CheckResult]
     metrics: dict
-    run: dict  # {"wall_s", "device", "torch", "started"}
+    run: dict  # {"wall_s", "device", "torch", "started", "threads"}
     notes: list[str] = field(default_factory=list)  # shown on the console only, not part of the JSON contract
+    executed: object = None  # the executed notebook (nbformat), for nbgrader's gradebook and feedback; not in JSON
 
     @property
     def score(self) -> float:

@@ -42,6 +42,7 @@ class AssignmentSpec:
     limits: Limits
     checks: tuple[CheckSpec, ...]
     reference_notebook: Path | None = None  # [timing]: the reference solution timed by `dlgrade calibrate`
+    calibration_runs: int = 3  # [timing] runs: the reference's cached times are the median of this many runs
 
     @property
     def submissions_dir(self) -> Path:
@@ -84,13 +85,22 @@ def load_spec(id_or_dir: str | Path) -> AssignmentSpec:
             raise SpecError(f"{toml_path}: check '{check.id}' has unknown kind '{check.kind}' "
                             f"(known: {', '.join(sorted(CHECK_KINDS))})")
         checks.append(check)
-    if len({c.id for c in checks}) != len(checks):
-        raise SpecError(f"{toml_path}: check ids must be unique")
     notebook = root / meta.get("notebook", f"{assignment_id}.ipynb")
     if not notebook.is_file():
         raise SpecError(f"{toml_path}: notebook {notebook.name} not found")
+    cell_ids = notebook_grade_ids(notebook)
+    clashing = sorted({c.id for c in checks} & set(cell_ids))
+    if clashing:
+        raise SpecError(f"{toml_path}: check id(s) {', '.join(clashing)} are also grade_ids of notebook cells; "
+                        "nbgrader needs unique ids (each check becomes a grade cell): rename the check")
+    checks = notebook_test_checks(notebook) + checks
+    if len({c.id for c in checks}) != len(checks):
+        raise SpecError(f"{toml_path}: check ids must be unique")
     limits = Limits(**data.get("limits", {}))
     reference_notebook = None
+    calibration_runs = int(data.get("timing", {}).get("runs", 3))
+    if calibration_runs < 1:
+        raise SpecError(f"{toml_path}: [timing] runs must be at least 1")
     if "reference_notebook" in data.get("timing", {}):
         reference_notebook = root / data["timing"]["reference_notebook"]
         if not reference_notebook.is_file():
@@ -108,4 +118,24 @@ def load_spec(id_or_dir: str | Path) -> AssignmentSpec:
         limits=limits,
         checks=tuple(checks),
         reference_notebook=reference_notebook,
+        calibration_runs=calibration_runs,
     )
+
+
+def _nbgrader_cells(notebook: Path) -> list[tuple[str, dict]]:
+    import json
+
+    cells = json.loads(notebook.read_text()).get("cells", [])
+    return [(c.get("cell_type"), c["metadata"]["nbgrader"]) for c in cells if "nbgrader" in c.get("metadata", {})]
+
+
+def notebook_grade_ids(notebook: Path) -> list[str]:
+    return [meta["grade_id"] for _, meta in _nbgrader_cells(notebook) if "grade_id" in meta]
+
+
+def notebook_test_checks(notebook: Path) -> list[CheckSpec]:
+    """nbgrader's autograded test cells of the source notebook (code, grade, not solution), one check each, in
+    notebook order: kind `notebook_test`, id = the cell's grade_id, points = the cell's points."""
+    return [CheckSpec(meta["grade_id"], "notebook_test", float(meta.get("points", 0)))
+            for cell_type, meta in _nbgrader_cells(notebook)
+            if cell_type == "code" and meta.get("grade") and not meta.get("solution")]

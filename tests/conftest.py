@@ -58,6 +58,13 @@ def notebook(cells: list[str], submit: str | None = SUBMIT, tags: dict[int, list
     return nb
 
 
+def nbgrader_test_cell(source: str, grade_id: str, points: float = 1):
+    """An nbgrader autograded test cell (locked, graded, not a solution)."""
+    return nbformat.v4.new_code_cell(source, metadata={"nbgrader": {
+        "grade": True, "grade_id": grade_id, "locked": True, "points": points, "schema_version": 3,
+        "solution": False, "task": False}})
+
+
 @pytest.fixture(autouse=True, scope="session")
 def private_calibration_cache(tmp_path_factory):
     """Tests never read or write the user's ~/.cache/dlgrade: reference timings are calibrated once per session."""

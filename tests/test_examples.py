@@ -57,4 +57,4 @@ def test_selfcheck_leaves_hidden_checks_out(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert code == 0
     assert "exercise_params" not in [c["id"] for c in result["checks"]]
-    assert (result["score"], result["max_score"]) == (10.0, 10.0)
+    assert (result["score"], result["max_score"]) == (13.0, 13.0)  # 3 test cells + 10 harness points

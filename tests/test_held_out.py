@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.execute import Limits, Sandbox, execute
+from harness.execute import Limits, Sandbox, cpu_threads, execute
 from harness.grade import grade_one
 from harness.prepare import inject_parameters
 from tests.conftest import notebook
@@ -57,7 +57,7 @@ def test_the_probe_detects_a_leak_when_nothing_is_masked(tiny):
     nb = inject_parameters(notebook([probe], submit=None), {}, "dlgrade")
     box = Sandbox.create()
     try:
-        report = execute(nb, box, Limits(), "dlgrade", mask=[])
+        report = execute(nb, box, Limits(), "dlgrade", cpu_threads(), mask=[])
     finally:
         box.remove()
     errors = [c.error for c in report.cells if c.error]

@@ -1,0 +1,264 @@
+"""`dlgrade grade`: a batch of submissions through grade_one on local worker processes or a Dask cluster.
+
+Workers only compute (grade_one: sandboxed run + measurements) and send back the result and the executed notebook.
+The coordinator (this process) alone writes: per submission, the gradebook and autograded notebook, the feedback page,
+then the result JSON last, atomically. The result file is the commit mark: a re-run skips submissions whose result
+exists for the same file (sha256), so a batch killed at any point resumes without losing or duplicating anything.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from harness.result import write_json_atomic
+from harness.spec import AssignmentSpec, load_spec
+
+
+@dataclass(frozen=True)
+class Submission:
+    student: str
+    path: Path
+    sha256: str
+    timestamp: datetime | None = None  # nbgrader's submitted/<student>/<id>/timestamp.txt
+
+
+class BatchError(Exception):
+    """The batch cannot start (no submissions, bad course directory); the message says what to do."""
+
+
+def find_submissions(spec: AssignmentSpec, directory: Path) -> list[Submission]:
+    """A directory of notebooks (<student>.ipynb) or an nbgrader submitted/ tree (<student>/<id>/<notebook>.ipynb)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise BatchError(f"{directory} is not a directory of submissions")
+    found = []
+    for path in sorted(directory.glob("*.ipynb")):
+        found.append(Submission(path.stem, path, _sha256(path)))
+    for path in sorted(directory.glob(f"*/{spec.id}/*.ipynb")):
+        student_dir = path.parent.parent
+        if path.name != spec.notebook.name and len(list(path.parent.glob("*.ipynb"))) > 1:
+            continue  # extra notebooks beside the assignment's
+        found.append(Submission(student_dir.name, path, _sha256(path), _nbgrader_timestamp(path.parent)))
+    if not found:
+        raise BatchError(f"no submissions in {directory}: expected <student>.ipynb files or an nbgrader submitted/ "
+                         f"tree (<student>/{spec.id}/{spec.notebook.name})")
+    students = [s.student for s in found]
+    duplicated = sorted({s for s in students if students.count(s) > 1})
+    if duplicated:
+        raise BatchError(f"more than one submission for {', '.join(duplicated)} in {directory}")
+    return found
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _nbgrader_timestamp(folder: Path) -> datetime | None:
+    stamp = folder / "timestamp.txt"
+    if not stamp.is_file():
+        return None
+    from nbgrader.utils import parse_utc
+
+    try:
+        return parse_utc(stamp.read_text().strip())
+    except (ValueError, OverflowError):
+        return None
+
+
+# workers ---------------------------------------------------------------------------------------------------------
+
+def grade_task(notebook: bytes, name: str, assignment_root: str, threads: int | None,
+               data_source: str | None) -> dict:
+    """Runs on a worker: grade one submission (its bytes: no shared filesystem needed for submissions)."""
+    from harness.grade import grade_one
+
+    spec = load_spec(assignment_root)
+    with tempfile.TemporaryDirectory(prefix="dlgrade-submission-") as tmp:
+        path = Path(tmp) / f"{name}.ipynb"
+        path.write_bytes(notebook)
+        result = grade_one(path, spec, submission=name, threads=threads or _dask_threads(),
+                           data_source=data_source)
+    return {"result": result.to_json(), "executed": result.executed, "notes": result.notes}
+
+
+def _dask_threads() -> int | None:
+    """On a Dask worker: the cores of this machine shared among the worker's task threads."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return None
+    from harness.execute import cpu_threads
+
+    return cpu_threads(worker.state.nthreads)
+
+
+def slot_environment(slot: int, gpu_count: int) -> dict[str, str]:
+    """Environment of local worker `slot`: one GPU each (round robin) when there are GPUs."""
+    return {"CUDA_VISIBLE_DEVICES": str(slot % gpu_count)} if gpu_count else {}
+
+
+def _init_worker(slots, gpu_count: int) -> None:
+    """Local worker start: die with the coordinator (Linux), take a slot, pin its GPU."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    os.environ.update(slot_environment(slots.get(), gpu_count))
+
+
+def gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def local_executor(workers: int) -> concurrent.futures.Executor:
+    context = multiprocessing.get_context("spawn")  # no fork of a coordinator that may hold threads or CUDA
+    slots = context.Queue()
+    for slot in range(workers):
+        slots.put(slot)
+    return concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                                  initargs=(slots, gpu_count()))
+
+
+def dask_executor(address: str):
+    from distributed import Client
+
+    client = Client(address, set_as_default=False)
+    return client, client.get_executor(pure=False)
+
+
+# coordinator -----------------------------------------------------------------------------------------------------
+
+@dataclass
+class BatchReport:
+    graded: list[dict]  # result JSON of the submissions graded in this run
+    skipped: int  # already recorded for the same file
+    results_dir: Path
+    grades_csv: Path
+    feedback_dir: Path
+    course: Path
+    wall_s: float
+
+
+def grade_batch(spec: AssignmentSpec, submissions_dir: Path, out: Path, workers: int = 1,
+                scheduler: str | None = None, force: bool = False, threads: int | None = None,
+                course: Path | None = None, data_source: str | None = None, progress: bool = True) -> BatchReport:
+    from grading import course as nbcourse
+    from grading.export import write_grades_csv
+
+    started = time.monotonic()
+    out = Path(out).resolve()
+    submissions = find_submissions(spec, submissions_dir)
+    course = Path(course).resolve() if course else course_for(Path(submissions_dir).resolve(), out)
+    if not nbcourse.is_released(spec, course):
+        nbcourse.release(spec, course)
+    results_dir, feedback_dir = out / "results", out / "feedback"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    remove_partial_writes(results_dir, feedback_dir)
+    todo = [s for s in submissions if force or not is_recorded(results_dir, s)]
+    if threads is None and not scheduler:
+        from harness.execute import cpu_threads
+
+        threads = cpu_threads(workers)
+    if todo and spec.reference_notebook is not None and not scheduler:
+        calibrate_once(spec, threads, data_source)  # before the workers start, not once per worker
+
+    graded = []
+    client, executor = dask_executor(scheduler) if scheduler else (None, local_executor(workers))
+    bar = _progress(len(todo), progress)
+    try:
+        futures = {executor.submit(grade_task, s.path.read_bytes(), s.student, str(spec.root), threads,
+                                   data_source): s for s in todo}
+        for future in concurrent.futures.as_completed(futures):
+            submission = futures[future]
+            outcome = _outcome(future, spec, submission)
+            result = outcome["result"]
+            result["run"]["submission_sha256"] = submission.sha256
+            nbcourse.record(spec, course, submission.student, result, outcome["executed"], submission.timestamp)
+            nbcourse.feedback(spec, course, submission.student, result, feedback_dir / f"{submission.student}.html")
+            write_json_atomic(results_dir / f"{submission.student}.json", result)  # last: the commit mark
+            graded.append(result)
+            bar.set_postfix_str(f"{submission.student}: {result['status']} {result['score']:g}", refresh=False)
+            bar.update()
+    finally:
+        bar.close()
+        if client is None:
+            executor.shutdown(wait=True, cancel_futures=True)
+        else:  # Dask's executor cannot cancel on shutdown: closing the client releases its tasks
+            executor.shutdown(wait=False)
+            client.close()
+    grades_csv = write_grades_csv(spec, course, results_dir, out / "grades.csv")
+    return BatchReport(graded, len(submissions) - len(todo), results_dir, grades_csv, feedback_dir, course,
+                       round(time.monotonic() - started, 3))
+
+
+def course_for(submissions_dir: Path, out: Path) -> Path:
+    """An nbgrader submitted/ directory belongs to its course; anything else gets a course under --out."""
+    if (submissions_dir.parent / "nbgrader_config.py").is_file() and submissions_dir.name == "submitted":
+        return submissions_dir.parent
+    return out / "course"
+
+
+def is_recorded(results_dir: Path, submission: Submission) -> bool:
+    import json
+
+    path = results_dir / f"{submission.student}.json"
+    try:
+        result = json.loads(path.read_text())
+        return (result["run"].get("submission_sha256") == submission.sha256
+                and (result["error"] or {}).get("kind") != "worker_failed")  # a lost worker: try again
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False  # absent, or unreadable: grade again
+
+
+def remove_partial_writes(*directories: Path) -> None:
+    """Temporary files of atomic writes interrupted by a kill (the final names are never half written)."""
+    for directory in directories:
+        for tmp in Path(directory).glob(".*.tmp") if Path(directory).is_dir() else []:
+            tmp.unlink(missing_ok=True)
+        for tmp in Path(directory).glob(".*.json.*") if Path(directory).is_dir() else []:
+            tmp.unlink(missing_ok=True)
+
+
+def calibrate_once(spec: AssignmentSpec, threads: int, data_source: str | None) -> None:
+    from harness.calibrate import reference_times
+    from harness.grade import device_name, grading_parameters, pick_device, torch_version
+
+    reference_times(spec, grading_parameters(spec, {}, False), device_name(pick_device()), torch_version(), threads,
+                    data_source)
+
+
+def _outcome(future, spec: AssignmentSpec, submission: Submission) -> dict:
+    """The worker's answer; a worker that died is recorded as a crash of this submission, and the batch goes on."""
+    try:
+        return future.result()
+    except Exception as exc:  # BrokenProcessPool, a Dask worker lost, ...
+        from harness.result import SubmissionResult, empty_metrics
+        from harness.checks import CheckResult
+
+        message = f"the grading worker failed ({type(exc).__name__}: {str(exc)[:200]}); grade it again"
+        checks = [CheckResult(c.id, False, 0.0, c.points, None, None, f"not graded: {message}") for c in spec.checks]
+        result = SubmissionResult(spec.id, submission.student, "crashed", {"kind": "worker_failed",
+                                  "message": message, "cell": None}, checks, empty_metrics(),
+                                  {"wall_s": None, "device": None, "torch": None,
+                                   "started": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        return {"result": result.to_json(), "executed": None, "notes": []}
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="submission", disable=not enabled or total == 0, file=sys.stderr,
+                dynamic_ncols=True)

@@ -1,0 +1,232 @@
+"""The nbgrader course directory: release an assignment, record graded results in the gradebook, build feedback.
+
+A course directory is a plain nbgrader one (nbgrader_config.py, source/, release/, autograded/, feedback/,
+gradebook.db): `nbgrader export`, `nbgrader formgrader` and the other nbgrader commands keep working in it.
+
+What dlgrade adds to nbgrader's picture:
+- each harness check of assignment.toml becomes a locked, autograded "check cell" in the course's source notebook, so
+  it is a grade cell of the gradebook and `nbgrader export` totals include it;
+- the grader, not nbgrader, executes the notebook (sandboxed, once) and scores every grade cell; this module writes
+  those scores as `auto_score` and the executed notebook to autograded/ for nbgrader's feedback and formgrader.
+Only the coordinator of a batch calls this module: one writer for the gradebook.
+"""
+from __future__ import annotations
+
+import copy
+import html
+import json
+import os
+import shutil
+import sys
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import nbformat
+
+from harness.spec import AssignmentSpec
+
+CONFIG = '''\
+# nbgrader configuration of a course set up by `dlgrade release`. nbgrader's own commands work here.
+c = get_config()
+c.CourseDirectory.course_id = "dlgrade"
+c.CourseDirectory.db_url = "sqlite:///{db}"
+# dlgrade executes submissions itself (sandboxed, once). If you run `nbgrader autograde` anyway, do not let its 30 s
+# default cell timeout fail training cells:
+c.ExecutePreprocessor.timeout = {timeout}
+c.Execute.timeout = {timeout}
+'''
+CHECK_CELL = ("# Checked by the grader outside this notebook ({points:g} points): `{id}` ({kind}{options}).\n"
+              "# Nothing to do in this cell; `dlgrade check --selfcheck` shows the result.")
+
+
+class CourseError(Exception):
+    """The course directory or nbgrader refused; the message says what to do."""
+
+
+def check_cells(spec: AssignmentSpec) -> list[nbformat.NotebookNode]:
+    """One locked, autograded code cell per harness check (grade_id = the check's id)."""
+    cells = [nbformat.v4.new_markdown_cell(
+        "## Checks made by the grader\nThe cells below stand for the checks the grader makes on your exported model "
+        "(in a separate process, on data this notebook never sees). Their points count in your grade.",
+        metadata={"nbgrader": _meta("dlgrade_checks_intro", grade=False)})]
+    for check in spec.checks:
+        if check.kind == "notebook_test":
+            continue
+        options = "".join(f", {k} = {v}" for k, v in check.options.items() if k in ("threshold", "budget", "rel_tol"))
+        source = CHECK_CELL.format(points=check.points, id=check.id, kind=check.kind, options=options)
+        cells.append(nbformat.v4.new_code_cell(source, metadata={"nbgrader": _meta(check.id, points=check.points)}))
+    return cells
+
+
+def _meta(grade_id: str, grade: bool = True, points: float = 0.0) -> dict:
+    meta = {"grade": grade, "grade_id": grade_id, "locked": True, "schema_version": 3, "solution": False,
+            "task": False}
+    if grade:
+        meta["points"] = points
+    return meta
+
+
+def course_notebook(spec: AssignmentSpec) -> nbformat.NotebookNode:
+    """The assignment's source notebook + its check cells, placed before the submit cell (or at the end)."""
+    nb = nbformat.read(spec.notebook, as_version=4)
+    at = next((i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "submit"),
+              len(nb.cells))
+    nb.cells[at:at] = check_cells(spec)
+    return nb
+
+
+def release(spec: AssignmentSpec, course: Path, timeout_s: float | None = None) -> Path:
+    """Set up (or update) the course directory and run nbgrader's generate_assignment. Returns the student version."""
+    course = Path(course).resolve()
+    source_dir = course / "source" / spec.id
+    source_dir.mkdir(parents=True, exist_ok=True)
+    config = course / "nbgrader_config.py"
+    if not config.exists():
+        config.write_text(CONFIG.format(db=course / "gradebook.db", timeout=int(timeout_s or spec.limits.timeout_s)))
+    nbformat.write(course_notebook(spec), source_dir / spec.notebook.name)
+    result = _api(course).generate_assignment(spec.id, force=True, create=True)
+    if not result["success"]:
+        raise CourseError(f"nbgrader generate_assignment failed for '{spec.id}':\n{result.get('error', '')}"
+                          f"{result.get('log', '')}")
+    return course / "release" / spec.id / spec.notebook.name
+
+
+def is_released(spec: AssignmentSpec, course: Path) -> bool:
+    expected = nbformat.writes(course_notebook(spec))
+    source = Path(course) / "source" / spec.id / spec.notebook.name
+    return (Path(course) / "gradebook.db").is_file() and source.is_file() and source.read_text() == expected
+
+
+def _alembic_on_path() -> None:
+    """nbgrader runs `alembic` (installed beside this Python) by name to create and migrate the gradebook."""
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
+def _api(course: Path):
+    from nbgrader.apps import NbGraderAPI
+    from traitlets.config import Config
+
+    _alembic_on_path()
+    config = Config()
+    config.CourseDirectory.root = str(course)
+    config.CourseDirectory.db_url = f"sqlite:///{course / 'gradebook.db'}"
+    config.CourseDirectory.course_id = "dlgrade"
+    return NbGraderAPI(config=config)
+
+
+def gradebook(course: Path):
+    from nbgrader.api import Gradebook
+
+    _alembic_on_path()
+    return Gradebook(f"sqlite:///{Path(course).resolve() / 'gradebook.db'}", course_id="dlgrade")
+
+
+def record(spec: AssignmentSpec, course: Path, student: str, result: dict, executed: dict | None,
+           timestamp: datetime | None = None) -> None:
+    """Write one graded submission into the course: autograded notebook + auto scores in the gradebook.
+
+    Idempotent: recording the same student again replaces the scores (a re-run after a crash, or --force)."""
+    from sqlalchemy.exc import SAWarning
+
+    notebook_name = spec.notebook.stem
+    autograded = Path(course) / "autograded" / student / spec.id / spec.notebook.name
+    autograded.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(autograded_notebook(spec, result, executed), autograded)
+    with gradebook(course) as gb, warnings.catch_warnings():
+        warnings.simplefilter("ignore", SAWarning)  # nbgrader's add_submission autoflush notices
+        gb.update_or_create_student(student)
+        gb.update_or_create_submission(spec.id, student, timestamp=timestamp or datetime.now(timezone.utc))
+        points = {c["id"]: c["points"] for c in result["checks"]}
+        for grade in gb.find_submission_notebook(notebook_name, spec.id, student).grades:
+            if grade.cell_type == "code" and grade.name in points:  # manual grades (markdown answers) stay
+                grade.auto_score = points[grade.name]
+                grade.needs_manual_grade = False
+        gb.db.commit()
+
+
+def autograded_notebook(spec: AssignmentSpec, result: dict, executed: dict | None) -> nbformat.NotebookNode:
+    """The executed notebook as nbgrader's feedback expects it: the injected parameters cell (sandbox paths) removed,
+    each check cell showing the grader's verdict. A notebook that never ran is the course version, unexecuted."""
+    nb = nbformat.from_dict(copy.deepcopy(executed)) if executed else course_notebook(spec)
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    present = {c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells}
+    if not present & {c.id for c in spec.checks if c.kind != "notebook_test"}:  # an old or edited notebook
+        at = next((i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "submit"),
+                  len(nb.cells))
+        nb.cells[at:at] = check_cells(spec)
+    hidden = {c.id for c in spec.checks if c.hidden}
+    by_id = {c["id"]: c for c in result["checks"]}
+    for cell in nb.cells:
+        check = by_id.get(cell.metadata.get("nbgrader", {}).get("grade_id"))
+        spec_kind = next((c.kind for c in spec.checks if check and c.id == check["id"]), None)
+        if check is None or spec_kind == "notebook_test":
+            continue
+        verdict = "passed" if check["passed"] else "failed"
+        text = f"{check['id']}: {verdict}, {check['points']:g} / {check['max_points']:g} points"
+        if check["id"] not in hidden:
+            text += f"\n{check['message']}"
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text + "\n")]
+        cell.execution_count = None
+    return nb
+
+
+def feedback(spec: AssignmentSpec, course: Path, student: str, result: dict, out: Path) -> Path:
+    """nbgrader's feedback HTML for one student, with the grader's check table at the top. Written to `out`."""
+    api_result = _api(Path(course).resolve()).generate_feedback(spec.id, student, force=True)
+    generated = Path(course) / "feedback" / student / spec.id / f"{spec.notebook.stem}.html"
+    if not api_result["success"] or not generated.is_file():
+        raise CourseError(f"nbgrader generate_feedback failed for {student}: {api_result.get('error', '')}")
+    page = generated.read_text()
+    at = page.find(">", page.find("<body")) + 1
+    page = page[:at] + check_table(spec, result) + page[at:]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(page)
+    tmp.replace(out)
+    return out
+
+
+def check_table(spec: AssignmentSpec, result: dict) -> str:
+    """The harness's verdict as an HTML section: status, error, and one row per check (hidden: passed/failed)."""
+    hidden = {c.id for c in spec.checks if c.hidden}
+    esc = lambda value: html.escape(value if isinstance(value, str) else json.dumps(value))  # noqa: E731
+    rows = []
+    for c in result["checks"]:
+        secret = c["id"] in hidden
+        cells = [c["id"], "passed" if c["passed"] else "failed", f"{c['points']:g} / {c['max_points']:g}",
+                 "(hidden)" if secret else c["expected"], "(hidden)" if secret else c["got"],
+                 "" if secret else c["message"]]
+        rows.append("<tr class='{}'>".format("pass" if c["passed"] else "fail")
+                    + "".join(f"<td>{esc(v)}</td>" for v in cells) + "</tr>")
+    error = (f"<p class='dlgrade-error'><b>{esc(result['error']['kind'])}</b>: {esc(result['error']['message'])}</p>"
+             if result.get("error") else "")
+    return f"""
+<section id="dlgrade-checks" style="font-family: sans-serif; margin: 1em auto; max-width: 1100px;">
+<style>
+#dlgrade-checks table {{ border-collapse: collapse; width: 100%; }}
+#dlgrade-checks td, #dlgrade-checks th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left;
+  vertical-align: top; }}
+#dlgrade-checks tr.fail td:nth-child(2) {{ color: #b00020; font-weight: bold; }}
+#dlgrade-checks tr.pass td:nth-child(2) {{ color: #1b7f3b; }}
+</style>
+<h2>dlgrade: {esc(result['assignment'])} - {esc(result['submission'])}</h2>
+<p>Status <b>{esc(result['status'])}</b>, score <b>{result['score']:g} / {result['max_score']:g}</b>
+(checks made by the grader; manually graded answers are added in the gradebook).</p>
+{error}
+<table>
+<thead><tr><th>check</th><th>result</th><th>points</th><th>expected</th><th>got</th><th>message</th></tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody>
+</table>
+</section>
+"""
+
+
+def remove_student_outputs(spec: AssignmentSpec, course: Path, student: str) -> None:
+    """Forget a student's autograded notebook and feedback (before regrading with --force)."""
+    for kind in ("autograded", "feedback"):
+        shutil.rmtree(Path(course) / kind / student / spec.id, ignore_errors=True)
