@@ -226,10 +226,9 @@ def is_recorded(results_dir: Path, submission: Submission) -> bool:
 def remove_partial_writes(*directories: Path) -> None:
     """Temporary files of atomic writes interrupted by a kill (the final names are never half written)."""
     for directory in directories:
-        for tmp in Path(directory).glob(".*.tmp") if Path(directory).is_dir() else []:
-            tmp.unlink(missing_ok=True)
-        for tmp in Path(directory).glob(".*.json.*") if Path(directory).is_dir() else []:
-            tmp.unlink(missing_ok=True)
+        for pattern in (".*.tmp", ".*.json.*"):  # feedback/grades.csv temp names; write_json_atomic's mkstemp names
+            for tmp in Path(directory).glob(pattern):
+                tmp.unlink(missing_ok=True)
 
 
 def calibrate_once(spec: AssignmentSpec, threads: int, data_source: str | None) -> None:
@@ -245,11 +244,11 @@ def _outcome(future, spec: AssignmentSpec, submission: Submission) -> dict:
     try:
         return future.result()
     except Exception as exc:  # BrokenProcessPool, a Dask worker lost, ...
+        from harness.checks import not_graded
         from harness.result import SubmissionResult, empty_metrics
-        from harness.checks import CheckResult
 
         message = f"the grading worker failed ({type(exc).__name__}: {str(exc)[:200]}); grade it again"
-        checks = [CheckResult(c.id, False, 0.0, c.points, None, None, f"not graded: {message}") for c in spec.checks]
+        checks = [not_graded(c, message) for c in spec.checks]
         result = SubmissionResult(spec.id, submission.student, "crashed", {"kind": "worker_failed",
                                   "message": message, "cell": None}, checks, empty_metrics(),
                                   {"wall_s": None, "device": None, "torch": None,

@@ -50,9 +50,7 @@ def check_cells(spec: AssignmentSpec) -> list[nbformat.NotebookNode]:
         "## Checks made by the grader\nThe cells below stand for the checks the grader makes on your exported model "
         "(in a separate process, on data this notebook never sees). Their points count in your grade.",
         metadata={"nbgrader": _meta("dlgrade_checks_intro", grade=False)})]
-    for check in spec.checks:
-        if check.kind == "notebook_test":
-            continue
+    for check in spec.harness_checks:
         options = "".join(f", {k} = {v}" for k, v in check.options.items() if k in ("threshold", "budget", "rel_tol"))
         source = CHECK_CELL.format(points=check.points, id=check.id, kind=check.kind, options=options)
         cells.append(nbformat.v4.new_code_cell(source, metadata={"nbgrader": _meta(check.id, points=check.points)}))
@@ -67,12 +65,17 @@ def _meta(grade_id: str, grade: bool = True, points: float = 0.0) -> dict:
     return meta
 
 
-def course_notebook(spec: AssignmentSpec) -> nbformat.NotebookNode:
-    """The assignment's source notebook + its check cells, placed before the submit cell (or at the end)."""
-    nb = nbformat.read(spec.notebook, as_version=4)
+def insert_check_cells(nb: nbformat.NotebookNode, spec: AssignmentSpec) -> None:
+    """The check cells go before the submit cell (or at the end)."""
     at = next((i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "submit"),
               len(nb.cells))
     nb.cells[at:at] = check_cells(spec)
+
+
+def course_notebook(spec: AssignmentSpec) -> nbformat.NotebookNode:
+    """The assignment's source notebook + its check cells."""
+    nb = nbformat.read(spec.notebook, as_version=4)
+    insert_check_cells(nb, spec)
     return nb
 
 
@@ -152,17 +155,15 @@ def autograded_notebook(spec: AssignmentSpec, result: dict, executed: dict | Non
     each check cell showing the grader's verdict. A notebook that never ran is the course version, unexecuted."""
     nb = nbformat.from_dict(copy.deepcopy(executed)) if executed else course_notebook(spec)
     nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    harness_ids = {c.id for c in spec.harness_checks}
     present = {c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells}
-    if not present & {c.id for c in spec.checks if c.kind != "notebook_test"}:  # an old or edited notebook
-        at = next((i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "submit"),
-                  len(nb.cells))
-        nb.cells[at:at] = check_cells(spec)
+    if not present & harness_ids:  # an old or edited notebook
+        insert_check_cells(nb, spec)
     hidden = {c.id for c in spec.checks if c.hidden}
-    by_id = {c["id"]: c for c in result["checks"]}
+    by_id = {c["id"]: c for c in result["checks"] if c["id"] in harness_ids}
     for cell in nb.cells:
         check = by_id.get(cell.metadata.get("nbgrader", {}).get("grade_id"))
-        spec_kind = next((c.kind for c in spec.checks if check and c.id == check["id"]), None)
-        if check is None or spec_kind == "notebook_test":
+        if check is None:
             continue
         verdict = "passed" if check["passed"] else "failed"
         text = f"{check['id']}: {verdict}, {check['points']:g} / {check['max_points']:g} points"

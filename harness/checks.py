@@ -66,6 +66,11 @@ def run_check(spec: CheckSpec, evidence: Evidence) -> CheckResult:
     return CHECK_KINDS[spec.kind](spec, evidence)
 
 
+def not_graded(spec: CheckSpec, reason: str) -> CheckResult:
+    """A check that could not be made (no model, a timeout, a lost worker): 0 points and the reason."""
+    return CheckResult(spec.id, False, 0.0, spec.points, None, None, f"not graded: {reason}")
+
+
 def _result(spec: CheckSpec, fraction: float, expected, got, message: str) -> CheckResult:
     points = round(spec.points * fraction, 4)
     hint = spec.options.get("hint")

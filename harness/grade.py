@@ -14,13 +14,13 @@ from pathlib import Path
 import nbformat
 
 from harness.calibrate import CalibrationError, reference_times
-from harness.checks import CheckResult, Evidence, TestCellOutcome, run_check
+from harness.checks import Evidence, TestCellOutcome, not_graded, run_check
 from harness.data import source_paths, write_notebook_data
 from harness.execute import ExecutionReport, Sandbox, cpu_threads, execute
 from harness.measure import MeasureError, MeasuringProcess
 from harness.prepare import InvalidNotebook, inject_parameters, read_notebook, restore_locked_cells
 from harness.result import SubmissionResult, empty_metrics
-from harness.spec import HARNESS_PARAMETERS, AssignmentSpec
+from harness.spec import HARNESS_PARAMETERS, AssignmentSpec, is_test_cell
 
 MAX_ANSWERS_BYTES = 1024**2
 
@@ -86,8 +86,7 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
         evidence = Evidence({}, {}, reference_profile, spec.reference, result.metrics,
                             test_cell_outcomes(report) if report else {})
         result.checks = [run_check(c, evidence) if c.kind == "notebook_test" and report
-                         else CheckResult(c.id, False, 0.0, c.points, None, None, f"not graded: {exc.message}")
-                         for c in checks]
+                         else not_graded(c, exc.message) for c in checks]
     finally:
         if measurer:
             measurer.close()
@@ -188,12 +187,11 @@ def test_cell_outcomes(report: ExecutionReport) -> dict[str, TestCellOutcome]:
     """grade_id -> how each nbgrader test cell ran. Errors come from the kernel's execute replies as recorded by
     the runner; stderr output is ignored (a torch warning is not a failed test)."""
     outcomes = {}
-    for run in report.cells:
-        cell = report.notebook.cells[run.index] if report.notebook else None
-        meta = cell.metadata.get("nbgrader", {}) if cell is not None else {}
-        if not (meta.get("grade") and not meta.get("solution") and cell.cell_type == "code"):
-            continue
-        outcomes[meta["grade_id"]] = TestCellOutcome(run.state == "executed", run.error)
+    for run in report.cells if report.notebook else []:
+        cell = report.notebook.cells[run.index]
+        meta = cell.metadata.get("nbgrader", {})
+        if is_test_cell(cell.cell_type, meta):
+            outcomes[meta["grade_id"]] = TestCellOutcome(run.state == "executed", run.error)
     return outcomes
 
 

@@ -48,6 +48,11 @@ class AssignmentSpec:
     def submissions_dir(self) -> Path:
         return self.root / "submissions"
 
+    @property
+    def harness_checks(self) -> tuple[CheckSpec, ...]:
+        """The checks of assignment.toml (not the notebook's nbgrader test cells)."""
+        return tuple(c for c in self.checks if c.kind != "notebook_test")
+
     def visible_checks(self, selfcheck: bool) -> tuple[CheckSpec, ...]:
         return tuple(c for c in self.checks if not (selfcheck and c.hidden))
 
@@ -133,9 +138,13 @@ def notebook_grade_ids(notebook: Path) -> list[str]:
     return [meta["grade_id"] for _, meta in _nbgrader_cells(notebook) if "grade_id" in meta]
 
 
+def is_test_cell(cell_type: str, meta: dict) -> bool:
+    """nbgrader's autograded test cell: a graded code cell that is not a solution."""
+    return cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
 def notebook_test_checks(notebook: Path) -> list[CheckSpec]:
     """nbgrader's autograded test cells of the source notebook (code, grade, not solution), one check each, in
     notebook order: kind `notebook_test`, id = the cell's grade_id, points = the cell's points."""
     return [CheckSpec(meta["grade_id"], "notebook_test", float(meta.get("points", 0)))
-            for cell_type, meta in _nbgrader_cells(notebook)
-            if cell_type == "code" and meta.get("grade") and not meta.get("solution")]
+            for cell_type, meta in _nbgrader_cells(notebook) if is_test_cell(cell_type, meta)]
