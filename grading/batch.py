@@ -109,11 +109,9 @@ def slot_environment(slot: int, gpu_count: int) -> dict[str, str]:
 
 def _init_worker(slots, gpu_count: int) -> None:
     """Local worker start: die with the coordinator (Linux), take a slot, pin its GPU."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
+    from harness.processes import die_with_parent
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    die_with_parent()
     os.environ.update(slot_environment(slots.get(), gpu_count))
 
 

@@ -1,7 +1,7 @@
 """Parent side of the execute step: run a prepared notebook in a sandbox and report what happened.
 
-The notebook runs in `harness.kernel_runner` (papermill's client + a Jupyter kernel) in a fresh temporary directory,
-in its own session, with a scrubbed environment. This process watches it:
+The notebook runs in a runner forked by this thread's `harness.kernel_runner` zygote (papermill's client + a Jupyter
+kernel) in a fresh temporary directory, in its own session, with a scrubbed environment. This process watches it:
 - whole-run timeout: at the deadline the kernel is killed; the runner still reports the cells that ran;
 - memory: resident memory of the whole process tree, polled (works with CUDA, unlike RLIMIT_AS);
 - per-cell timeout: papermill's client (`timeout`) interrupts the cell;
@@ -12,18 +12,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
+from harness import zygote
 from harness.processes import kill_tree, tree_rss_bytes
 
+RUNNER = "harness.kernel_runner"
 POLL_S = 0.1
 REPORT_GRACE_S = 15.0  # after killing the kernel, time the runner gets to send its report
 
@@ -106,37 +106,27 @@ class ExecutionReport:
 def execute(nb: nbformat.NotebookNode, box: Sandbox, limits: Limits, kernel_name: str,
             threads: int, mask: list[Path] = ()) -> ExecutionReport:
     """Run `nb` in `box`; `mask` are paths (held-out data sources) the kernel must not be able to read."""
-    read_fd, write_fd = os.pipe()
-    stderr_path = box.root / "runner.stderr"
     started = time.monotonic()
-    with open(stderr_path, "wb") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.kernel_runner", str(write_fd)],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr, cwd=box.work,
-            env=box.env(threads), pass_fds=(write_fd,), start_new_session=True,
-        )
-    os.close(write_fd)
-    chunks: list[bytes] = []
-    reader = threading.Thread(target=_read_all, args=(read_fd, chunks), daemon=True)
-    reader.start()
+    stderr_path = box.root / "runner.stderr"
+    runner = zygote.shared(RUNNER)
+    runner.send({"notebook": nbformat.writes(nb), "kernel": kernel_name, "cell_timeout_s": limits.cell_timeout_s,
+                 "start_timeout_s": limits.start_timeout_s, "mask": [str(p) for p in mask],
+                 "workdir": str(box.work), "env": box.env(threads), "stderr": str(stderr_path)})
     try:
-        job = {"notebook": nbformat.writes(nb), "kernel": kernel_name, "cell_timeout_s": limits.cell_timeout_s,
-               "start_timeout_s": limits.start_timeout_s, "mask": [str(p) for p in mask]}
-        proc.stdin.write(json.dumps(job).encode())
-        proc.stdin.close()
-        killed_for, peak = _watch(proc, limits, started)
-        reader.join(timeout=REPORT_GRACE_S)
-    finally:
-        kill_tree(proc.pid)
-        proc.wait()
+        hello = runner.receive(zygote.STARTUP_GRACE_S)
+        if hello is None:
+            raise zygote.ZygoteDied("it did not answer")
+        killed_for, peak, ended = _watch(runner, hello["pid"], limits, started)
+    except zygote.ZygoteDied as exc:
+        runner.close()
+        return ExecutionReport("runner_failed", f"the notebook runner failed: {exc}", time.monotonic() - started)
     wall_s = time.monotonic() - started
-    raw = b"".join(chunks)
-    if not raw:
-        tail = stderr_path.read_text(errors="replace")[-2000:]
+    if not ended["report"]:
+        tail = stderr_path.read_text(errors="replace")[-2000:] if stderr_path.exists() else ""
         outcome = killed_for or "runner_failed"
-        return ExecutionReport(outcome, _limit_message(killed_for, limits) or f"the notebook runner failed: {tail}",
-                               wall_s, peak_rss_gb=peak)
-    report = json.loads(raw)
+        message = _limit_message(killed_for, limits) or f"the notebook runner failed ({ended['exit']}): {tail}"
+        return ExecutionReport(outcome, message, wall_s, peak_rss_gb=peak)
+    report = json.loads(ended["report"])
     executed_nb = nbformat.reads(report["notebook"], as_version=4)
     outcome = killed_for or report["outcome"]
     message = _limit_message(killed_for, limits) or report["message"]
@@ -144,29 +134,25 @@ def execute(nb: nbformat.NotebookNode, box: Sandbox, limits: Limits, kernel_name
                            report["isolation"])
 
 
-def _read_all(fd: int, chunks: list[bytes]) -> None:
-    with os.fdopen(fd, "rb") as pipe:
-        while block := pipe.read(1 << 16):
-            chunks.append(block)
-
-
-def _watch(proc: subprocess.Popen, limits: Limits, started: float) -> tuple[str | None, float]:
-    """Wait for the runner; on a broken limit kill the kernel (not the runner, which then reports)."""
+def _watch(runner: zygote.Zygote, pid: int, limits: Limits, started: float) -> tuple[str | None, float, dict]:
+    """Wait for the runner's end; on a broken limit kill the kernel (not the runner, which then reports).
+    Returns (limit broken or None, peak memory GB, the zygote's message about the runner's end)."""
     deadline = started + limits.timeout_s
     memory_limit = limits.memory_gb * 1024**3
     peak = 0
-    while proc.poll() is None:
-        rss = tree_rss_bytes(proc.pid)
+    while (ended := runner.receive(POLL_S)) is None:
+        rss = tree_rss_bytes(pid)
         peak = max(peak, rss)
         if rss > memory_limit or time.monotonic() > deadline:
-            kill_tree(proc.pid, include_root=False)
-            try:
-                proc.wait(timeout=REPORT_GRACE_S)
-            except subprocess.TimeoutExpired:
-                pass
-            return ("memory_limit" if rss > memory_limit else "timeout"), peak / 1024**3
-        time.sleep(POLL_S)
-    return None, peak / 1024**3
+            kill_tree(pid, include_root=False)
+            ended = runner.receive(REPORT_GRACE_S)
+            if ended is None:  # the runner did not report in time: stop it too
+                kill_tree(pid)
+                ended = runner.receive(REPORT_GRACE_S)
+            if ended is None:
+                raise zygote.ZygoteDied("the runner could not be stopped")
+            return ("memory_limit" if rss > memory_limit else "timeout"), peak / 1024**3, ended
+    return None, peak / 1024**3, ended
 
 
 def _limit_message(killed_for: str | None, limits: Limits) -> str:

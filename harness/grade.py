@@ -17,7 +17,8 @@ from harness.calibrate import CalibrationError, reference_times
 from harness.checks import Evidence, TestCellOutcome, not_graded, run_check
 from harness.data import source_paths, write_notebook_data
 from harness.execute import ExecutionReport, Sandbox, cpu_threads, execute
-from harness.measure import MeasureError, MeasuringProcess
+from harness.measure import MeasureError
+from harness import measurer
 from harness.prepare import InvalidNotebook, inject_parameters, read_notebook, restore_locked_cells
 from harness.result import SubmissionResult, empty_metrics
 from harness.spec import HARNESS_PARAMETERS, AssignmentSpec, is_test_cell
@@ -47,7 +48,7 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
                               {"wall_s": None, "device": None, "torch": None, "started": started})
     threads = threads or cpu_threads()
     box = Sandbox.create()
-    measurer = report = None
+    report = None
     try:
         device = pick_device()
         result.run.update(device=device_name(device), torch=torch_version(), threads=threads)
@@ -59,7 +60,7 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
         if dataset:
             write_notebook_data(dataset, box.data_dir, data_source)  # train + val only
             mask += source_paths(dataset, data_source)
-        measurer = MeasuringProcess(box.env(threads), str(box.root / "tmp"))  # imports overlap the run
+        measurer.start()  # the first time, its imports and warm-up overlap the run
         report = execute(nb, box, spec.limits, spec.kernel, threads, mask)
         result.executed = report.notebook
         if report.isolation.startswith("none"):
@@ -69,7 +70,7 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
         result.metrics.update(train_time_s=train_time_s(report), exec_time_s=exec_time_s(report))
         require_complete_run(report)
         answers = collect(box, report)
-        profile = measure(measurer, box, spec, dataset, data_source, device)
+        profile = measure(box, spec, dataset, data_source, device, threads)
         result.metrics.update({key: profile.get(key) for key in MEASURED_METRICS})
         if not profile["flops_check_ok"]:
             result.notes.append(f"cross-check mismatch: FlopCounterMode {profile['flops_check']:,} != 2 x fvcore "
@@ -88,8 +89,6 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
         result.checks = [run_check(c, evidence) if c.kind == "notebook_test" and report
                          else not_graded(c, exc.message) for c in checks]
     finally:
-        if measurer:
-            measurer.close()
         box.remove()
         result.run["wall_s"] = round(time.monotonic() - t0, 3)
     return result
@@ -244,11 +243,12 @@ def _source(report: ExecutionReport, cell) -> str:
 
 # 4 measure -------------------------------------------------------------------------------------------------------
 
-def measure(measurer: MeasuringProcess, box: Sandbox, spec: AssignmentSpec, dataset: str | None,
-            data_source: str | None, device: str) -> dict:
+def measure(box: Sandbox, spec: AssignmentSpec, dataset: str | None, data_source: str | None, device: str,
+            threads: int) -> dict:
     try:
         return measurer.measure(box.output_dir / "model.pt2", spec.input_shape, spec.limits.measure_timeout_s,
-                                dataset, data_source, device)
+                                threads=threads, workdir=box.root / "tmp", dataset=dataset, data_source=data_source,
+                                device=device)
     except MeasureError as exc:
         raise NotGraded("failed", "measure_failed", str(exc)) from None
 

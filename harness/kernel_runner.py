@@ -1,10 +1,10 @@
 """Child side of the execute step: run one prepared notebook with papermill's notebook client.
 
-Started by `harness.execute` as `python -m harness.kernel_runner REPORT_FD` in a new session, inside the run's
-working directory, with a scrubbed environment. The job (notebook, kernel, timeouts, paths to mask) arrives as one
-JSON object on stdin; the executed notebook and the outcome leave through the pipe REPORT_FD, which jupyter_client
-closes in the kernel it starts (close_fds), so the student's code cannot write to it. Per-cell timing is papermill's
-own metadata (start_time, end_time, duration).
+`python -m harness.kernel_runner` is a zygote (`harness.zygote`) with papermill and jupyter_client imported. For each
+job (notebook, kernel, timeouts, paths to mask, working directory, scrubbed environment) it forks a runner in a new
+session, answers {"pid"}, and when the runner has ended relays its report: the executed notebook and the outcome,
+written by the runner to a pipe that jupyter_client closes in the kernel it starts (close_fds), so the student's
+code cannot write to it. Per-cell timing is papermill's own metadata (start_time, end_time, duration).
 
 The runner is a child subreaper, so every process the kernel forks stays in its process tree and the parent can
 kill all of them when the run ends. Before the kernel starts, the runner moves into a private mount namespace (when
@@ -16,22 +16,16 @@ import ctypes
 import json
 import logging
 import os
-import signal
 import sys
 
 import nbformat
 
-from harness.processes import kill_tree
+from harness.processes import PR_SET_CHILD_SUBREAPER, kill_tree, prctl
+from harness.zygote import exit_reason, fork, read_until_eof, serve
 
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
 CLONE_NEWNS = 0x00020000
 MS_RDONLY, MS_BIND, MS_REC, MS_PRIVATE = 1, 4096, 16384, 1 << 18
 
-
-def _prctl(option: int, value: int) -> None:
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
 
 
 def mask_paths(paths: list[str]) -> str:
@@ -129,12 +123,27 @@ def run(nb: nbformat.NotebookNode, kernel_name: str, cell_timeout_s: float, star
     }
 
 
-def main() -> int:
-    report_fd = int(sys.argv[1])
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the grader died: stop now
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+def handle(job: dict, reply) -> None:
+    """Zygote side: fork a runner for `job`, tell the grader its pid, relay its report when it has ended."""
+    read_fd, write_fd = os.pipe()
+    pid = fork(lambda: run_child(job, read_fd, write_fd))
+    os.close(write_fd)
+    reply({"pid": pid})
+    report, _ = read_until_eof(read_fd)
+    _, status = os.waitpid(pid, 0)
+    reply({"report": report.decode(errors="replace"), "exit": exit_reason(status)})
+
+
+def run_child(job: dict, read_fd: int, report_fd: int) -> int:
+    """The runner: a new session in the run's directory with the run's environment; reports through `report_fd`."""
+    os.close(read_fd)
+    os.setsid()
+    os.dup2(os.open(job["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 2)
+    os.chdir(job["workdir"])
+    os.environ.clear()
+    os.environ.update(job["env"])  # the kernel inherits it
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
     logging.basicConfig(level=logging.ERROR)
-    job = json.loads(sys.stdin.read())
     isolation = mask_paths(job["mask"])
     nb = nbformat.reads(job["notebook"], as_version=4)
     report = run(nb, job["kernel"], job["cell_timeout_s"], job["start_timeout_s"])
@@ -146,5 +155,13 @@ def main() -> int:
     return 0
 
 
+def warm_up() -> None:
+    """What every runner needs, imported once in the zygote (no event loop or ZMQ context is created here)."""
+    import jupyter_client.kernelspec  # noqa: F401
+    import nbclient.exceptions  # noqa: F401
+    import papermill.clientwrap  # noqa: F401
+    import papermill.engines  # noqa: F401
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(serve(handle, warm_up))

@@ -1,7 +1,8 @@
 """Measure an exported model: parameters, MACs (fvcore, cross-checked), activation shapes.
 
-Run as `python -m harness.measure MODEL.pt2 --input-shape C,H,W` this is the clean measuring process of the grading
-path: it imports no student code, loads model.pt2 as data and prints one JSON object (the profile) on stdout.
+The grading path runs `measure_request` in a clean process (`harness.measurer`: a fresh child of a warmed-up zygote)
+that imports no student code and loads model.pt2 as data. `python -m harness.measure MODEL.pt2 --input-shape C,H,W`
+does the same in a fresh process and prints one JSON object (the profile) on stdout.
 
 Conventions (docs/architecture.md): batch 1, eval mode; `macs` is fvcore's total (one fused multiply-add = 1,
 eval BatchNorm = 2 per element, relu/pool/add not counted); `flops_check` is torch's FlopCounterMode total
@@ -252,64 +253,17 @@ def warm_up() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.measure", description=__doc__.splitlines()[0])
-    parser.add_argument("model", nargs="?", help="an exported program (model.pt2); omit with --serve")
+    parser.add_argument("model", help="an exported program (model.pt2)")
     parser.add_argument("--input-shape", help="C,H,W of one example; default: the shape recorded in the program")
-    parser.add_argument("--serve", action="store_true",
-                        help="import everything now, then read one request {model, input_shape} as JSON on stdin")
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)  # torch.export logs to stderr; stdout carries only the JSON
-    if args.serve:
-        warm_up()
-        request = json.loads(sys.stdin.readline() or "null")
-        if request is None:  # the grader had nothing to measure
-            return 0
-    else:
-        shape = [int(d) for d in args.input_shape.split(",")] if args.input_shape else None
-        request = {"model": args.model, "input_shape": shape}
+    shape = [int(d) for d in args.input_shape.split(",")] if args.input_shape else None
     try:
-        profile = measure_request(request)
+        profile = measure_request({"model": args.model, "input_shape": shape})
     except MeasureError as exc:
         profile = {"error": str(exc)}
     print(json.dumps(profile))
     return 0
-
-
-class MeasuringProcess:
-    """Grader side: a clean `python -m harness.measure --serve` started early, so its imports overlap the run."""
-
-    def __init__(self, env: dict[str, str], cwd: str):
-        import subprocess
-
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.measure", "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=env, cwd=cwd, text=True, start_new_session=True,
-        )
-
-    def measure(self, model_path: str, input_shape: Sequence[int], timeout_s: float, dataset: str | None = None,
-                data_source: str | None = None, device: str = "cpu") -> dict:
-        """The profile, or raise MeasureError (bad file, model that does not run, timeout)."""
-        import subprocess
-
-        request = json.dumps({"model": str(model_path), "input_shape": list(input_shape), "dataset": dataset,
-                              "data_source": data_source, "device": device}) + "\n"
-        try:
-            stdout, stderr = self._proc.communicate(request, timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.close()
-            raise MeasureError(f"measuring the model took longer than {timeout_s:g} s: its forward pass is too slow "
-                               "for one example (batch 1) - look for loops over pixels or huge layers") from None
-        lines = stdout.strip().splitlines()
-        if not lines:
-            raise MeasureError(f"the measuring process failed: {stderr.strip()[-1000:]}")
-        profile = json.loads(lines[-1])
-        if "error" in profile:
-            raise MeasureError(profile["error"])
-        return profile
-
-    def close(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.kill()
-        self._proc.wait()
 
 
 if __name__ == "__main__":

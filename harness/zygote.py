@@ -1,0 +1,183 @@
+"""Zygotes: long-lived helper processes that import once and fork a fresh child for every job.
+
+The grading path starts two helpers per grading thread: the notebook runner (`harness.kernel_runner`, papermill and
+jupyter_client imported) and the measuring process (`harness.measurer`, torch, fvcore and torch.export warmed up).
+Starting them afresh for every submission cost ~1.5 s and ~3.5 s of CPU; a zygote pays that once and forks a child
+per job, so every job still starts from the same clean state and a job's crash never reaches the zygote.
+
+Protocol: one JSON object per line, requests on the zygote's stdin, messages back on its stdout. Children get
+/dev/null for both (the protocol is the zygote's alone). Zygote and children die with their parent (Linux
+PR_SET_PDEATHSIG), so killing a grader or a worker takes every helper with it.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.processes import die_with_parent
+
+STARTUP_GRACE_S = 120.0  # the first job may wait for the zygote's imports and warm-up
+
+
+class ZygoteDied(Exception):
+    """The helper process ended; the message carries the end of its stderr."""
+
+
+# zygote side -----------------------------------------------------------------------------------------------------
+
+def serve(handle: Callable[[dict, Callable[[dict], None]], None], warm_up: Callable[[], None] | None = None) -> int:
+    """Warm up, then read requests until stdin closes; `handle(request, reply)` answers each with messages."""
+    die_with_parent()
+    if warm_up:
+        warm_up()
+
+    def reply(message: dict) -> None:
+        sys.stdout.write(json.dumps(message) + "\n")
+        sys.stdout.flush()
+
+    while line := sys.stdin.readline():
+        handle(json.loads(line), reply)
+    return 0
+
+
+def fork(child: Callable[[], int]) -> int:
+    """Fork a child that runs `child()` and exits with its return code (1 and a traceback on stderr if it raises)."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        die_with_parent()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0)
+        os.dup2(devnull, 1)
+        code = child()
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def read_until_eof(fd: int, timeout_s: float | None = None) -> tuple[bytes, bool]:
+    """Everything written to pipe `fd` until every writer closed it, or (what came so far, True) at the timeout."""
+    chunks = []
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    with selectors.DefaultSelector() as selector, os.fdopen(fd, "rb", buffering=0) as pipe:
+        selector.register(pipe, selectors.EVENT_READ)
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return b"".join(chunks), True
+            if selector.select(left):
+                block = pipe.read(1 << 16)
+                if not block:
+                    return b"".join(chunks), False
+                chunks.append(block)
+
+
+def exit_reason(status: int) -> str:
+    """A waitpid status in words: 'killed by SIGSEGV', 'exit code 1'."""
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit code {os.waitstatus_to_exitcode(status)}"
+
+
+# grader side -----------------------------------------------------------------------------------------------------
+
+class Zygote:
+    """Grader side of `python -m MODULE`: a scrubbed environment, started on first use, restarted after it died."""
+
+    def __init__(self, module: str):
+        self.module = module
+        self._proc: subprocess.Popen | None = None
+        self._home: str | None = None
+        self._stderr = None
+        self._pending = b""
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            return
+        self.close()
+        self._home = tempfile.mkdtemp(prefix="dlgrade-zygote-")
+        self._stderr = tempfile.TemporaryFile()
+        env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": self._home,
+               "TMPDIR": self._home, "LANG": "C.UTF-8", "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1",
+               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # no thread pool exists when it forks
+        if "CUDA_VISIBLE_DEVICES" in os.environ:  # the GPU this worker is pinned to
+            env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
+        self._proc = subprocess.Popen([sys.executable, "-m", self.module], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=self._stderr, env=env, cwd=self._home,
+                                      start_new_session=True)
+
+    def send(self, request: dict) -> None:
+        self.start()
+        try:
+            self._proc.stdin.write((json.dumps(request) + "\n").encode())
+            self._proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # it died: the next receive() says why
+
+    def receive(self, timeout_s: float) -> dict | None:
+        """The next message, or None if none came within the timeout. Raises ZygoteDied if the process ended."""
+        deadline = time.monotonic() + timeout_s
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._proc.stdout, selectors.EVENT_READ)
+            while b"\n" not in self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0 or not selector.select(left):
+                    return None
+                block = os.read(self._proc.stdout.fileno(), 1 << 16)
+                if not block:
+                    why = self._stderr_tail()
+                    self.close()
+                    raise ZygoteDied(why)
+                self._pending += block
+        line, self._pending = self._pending.split(b"\n", 1)
+        return json.loads(line)
+
+    def _stderr_tail(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace").strip()[-1000:]
+
+    def close(self) -> None:
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            self._proc.wait()
+            self._proc = None
+        self._pending = b""
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+        if self._home is not None:
+            shutil.rmtree(self._home, ignore_errors=True)
+            self._home = None
+
+
+_per_thread = threading.local()
+
+
+def shared(module: str) -> Zygote:
+    """This thread's zygote of `module` (one per thread: a zygote dies with the thread that started it)."""
+    if getattr(_per_thread, "pid", None) != os.getpid():
+        _per_thread.pid, _per_thread.zygotes = os.getpid(), {}
+    if module not in _per_thread.zygotes:
+        zygote = _per_thread.zygotes[module] = Zygote(module)
+        atexit.register(zygote.close)
+    return _per_thread.zygotes[module]
