@@ -108,7 +108,7 @@ def slot_environment(slot: int, gpu_count: int) -> dict[str, str]:
 
 
 def _init_worker(slots, gpu_count: int) -> None:
-    """Local worker start: die with the coordinator (Linux), take a slot, pin its GPU."""
+    """Local worker start: die with the fork server (which dies with the coordinator), take a slot, pin its GPU."""
     from harness.processes import die_with_parent
 
     die_with_parent()
@@ -122,7 +122,10 @@ def gpu_count() -> int:
 
 
 def local_executor(workers: int) -> concurrent.futures.Executor:
-    context = multiprocessing.get_context("spawn")  # no fork of a coordinator that may hold threads or CUDA
+    # Workers fork from a fork server that has imported the grading path once (torch included) and nothing else:
+    # never a fork of this coordinator, which may hold threads or CUDA, and no import cost per worker.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["grading.worker_preload"])
     slots = context.Queue()
     for slot in range(workers):
         slots.put(slot)

@@ -141,7 +141,7 @@ def test_killing_the_grader_mid_batch_loses_and_duplicates_nothing(course_assign
     recorded_before = {p.name for p in (out / "results").glob("*.json")}
     assert 1 <= len(recorded_before) < 5
     _, alive = psutil.wait_procs(descendants, timeout=20)
-    assert alive == []  # workers, runners and kernels died with the grader
+    assert alive == [], [(p.pid, p.cmdline()) for p in alive]  # workers, runners and kernels died with the grader
 
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 1, rerun.stderr  # 1: some submissions are below full marks
