@@ -118,7 +118,7 @@ def main(n: int = 5) -> None:
           "path only the execute row and the last row are on the critical path; a cold process cannot beat the "
           "import floor on this machine.")
     print(f"\nAll runs (s): harness {[round(x, 2) for x in harness_s]}, nbconvert {[round(x, 2) for x in nbconvert_s]}, "
-          f"cold measure {[round(x, 2) for x in cold_s]}, import floor {[round(x, 2) for x in floor_s]}, prewarmed measure {[round(x, 2) for x in warm_s]}")
+          f"cold measure {[round(x, 2) for x in cold_s]}, import floor {[round(x, 2) for x in floor_s]}, zygote-child measure {[round(x, 2) for x in warm_s]}")
 
 
 if __name__ == "__main__":
