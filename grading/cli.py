@@ -14,7 +14,9 @@ EXAMPLES = {
     "profile": "examples:\n  dlgrade profile reference:resnet18 --json -\n"
                "  dlgrade profile 'reference:resnet18,width=0.5,blocks=(1,1,1,1)'\n"
                "  dlgrade profile dlgrade_out/model.pt2\n  dlgrade profile mymodels.py:make_model --input-shape 3,32,32",
-    "demo": "example:\n  dlgrade demo --out demo_out",
+    "demo": "example:\n  dlgrade demo --out demo_out      (then open demo_out/index of the paths it prints)",
+    "leaderboard": "examples:\n  dlgrade leaderboard graded/results --out graded/leaderboard\n"
+                   "  (writes leaderboard.csv, .md, .html and a dated snapshot in history/ when the table changed)",
     "release": "examples:\n  dlgrade release lab1_pytorch_intro --out course\n"
                "  (then hand out course/release/lab1_pytorch_intro/lab1_pytorch_intro.ipynb; nbgrader works in course/)",
     "grade": "examples:\n  dlgrade grade shapes_params submissions/ --out graded --workers 2\n"
@@ -128,6 +130,19 @@ def cmd_grade(args) -> int:
     return 0 if all(r["status"] == "graded" and r["score"] == r["max_score"] for r in report.graded) else 1
 
 
+def cmd_leaderboard(args) -> int:
+    from grading.leaderboard import format_console, load_results, write_leaderboard
+    from harness.spec import load_spec
+
+    results_dir = Path(args.results)
+    spec = load_spec(args.assignment or load_results(results_dir)[0]["assignment"])
+    files = write_leaderboard(spec, results_dir, Path(args.out))
+    print(format_console(files.table))
+    print(f"\nleaderboard {files.html} (also .csv, .md)"
+          + (f"; snapshot {files.snapshot}" if files.snapshot else "; unchanged since the last snapshot"))
+    return 0
+
+
 def cmd_demo(args) -> int:
     from grading.demo import run_demo
 
@@ -201,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_threads(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    p = add("leaderboard", "Rank the graded results of one assignment on size, accuracy and training time.",
+            cmd_leaderboard)
+    p.add_argument("results", help="a results/ directory written by `dlgrade grade`")
+    p.add_argument("--out", required=True, help="directory for leaderboard.csv/.md/.html and history/")
+    p.add_argument("--assignment", help="assignment id or directory (default: the one named in the results)")
+
     p = add("demo", "Check every example submission of every assignment and print a summary.", cmd_demo)
     p.add_argument("--out", required=True, help="directory for the results JSON")
     return parser
@@ -209,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from grading.batch import BatchError
     from grading.course import CourseError
+    from grading.leaderboard import LeaderboardError
     from harness.calibrate import CalibrationError
     from harness.data import DataError
     from harness.grade import NotGraded
@@ -222,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dlgrade {args.command}: {exc.message}", file=sys.stderr)
         return 2
     except (UsageError, SpecError, MeasureError, DataError, CalibrationError, BatchError, CourseError,
-            FileNotFoundError, ValueError) as exc:
+            LeaderboardError, FileNotFoundError, ValueError) as exc:
         print(f"dlgrade {args.command}: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `dlgrade ... | head`

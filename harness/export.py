@@ -17,8 +17,8 @@ class ExportError(Exception):
     """A model that torch.export cannot capture; the message says what to change."""
 
 
-def example_batch(example_input: torch.Tensor) -> torch.Tensor:
-    """The example input as a CPU float batch of at least MIN_EXPORT_BATCH rows."""
+def example_batch(example_input: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The example input as a CPU batch of `dtype` with at least MIN_EXPORT_BATCH rows."""
     if not isinstance(example_input, torch.Tensor):
         raise ExportError(
             f"example_input must be a torch.Tensor of shape (N, C, H, W), got {type(example_input).__name__}: "
@@ -29,23 +29,25 @@ def example_batch(example_input: torch.Tensor) -> torch.Tensor:
             f"example_input must have a batch dimension, got shape {list(example_input.shape)}: "
             "use x.unsqueeze(0) for a single example"
         )
-    x = example_input.detach().to("cpu", torch.float32).contiguous()
+    x = example_input.detach().to("cpu", dtype).contiguous()
     if x.shape[0] < MIN_EXPORT_BATCH:
         x = x[:1].expand(MIN_EXPORT_BATCH, *x.shape[1:]).contiguous()
     return x[:MIN_EXPORT_BATCH]
 
 
 def export_model(model: nn.Module, example_input: torch.Tensor) -> torch.export.ExportedProgram:
-    """Export a CPU, eval-mode copy of `model` with a dynamic batch dimension.
+    """Export a CPU, eval-mode copy of `model` with a dynamic batch dimension, in the model's own floating precision
+    (a half-precision model stays half: the leaderboard's challenge score counts its bits).
 
     The student's model object is left untouched (device, mode and weights), so the notebook can go on using it.
     """
     if not isinstance(model, nn.Module):
         raise ExportError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    x = example_batch(example_input)
     # torch.compile wraps the module; export the original one.
     model = getattr(model, "_orig_mod", model)
-    cpu_model = copy.deepcopy(model).to("cpu", torch.float32).eval()
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    x = example_batch(example_input, dtype)
+    cpu_model = copy.deepcopy(model).to("cpu").eval()
     try:
         return torch.export.export(cpu_model, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
     except Exception as exc:  # torch raises many types here; all mean "not exportable"

@@ -94,7 +94,8 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
     return result
 
 
-MEASURED_METRICS = ("params", "trainable_params", "macs", "accuracy", "latency_ms", "activation_shapes")
+MEASURED_METRICS = ("params", "trainable_params", "macs", "accuracy", "latency_ms", "activation_shapes", "architecture",
+                    "weight_bits", "activation_bits", "structured_sparsity", "unstructured_sparsity")
 
 
 def grading_parameters(spec: AssignmentSpec, overrides: dict, selfcheck: bool) -> dict:

@@ -43,13 +43,47 @@ def load_program(path: str) -> torch.export.ExportedProgram:
         ) from exc
 
 
-def program_input_shape(ep: torch.export.ExportedProgram) -> tuple[int, ...]:
-    """Shape of one example (no batch dim) as recorded in the program's single tensor input."""
+def program_input(ep: torch.export.ExportedProgram) -> torch.Tensor:
+    """The example (fake) tensor recorded for the program's single tensor input."""
     user_inputs = [spec for spec in ep.graph_signature.input_specs if spec.kind.name == "USER_INPUT"]
     if len(user_inputs) != 1:
         raise MeasureError(f"the model must take exactly one tensor input, it takes {len(user_inputs)}")
-    node = next(n for n in ep.graph.nodes if n.op == "placeholder" and n.name == user_inputs[0].arg.name)
-    return tuple(int(d) for d in node.meta["val"].shape[1:])
+    return next(n for n in ep.graph.nodes if n.op == "placeholder" and n.name == user_inputs[0].arg.name).meta["val"]
+
+
+def program_input_shape(ep: torch.export.ExportedProgram) -> tuple[int, ...]:
+    """Shape of one example (no batch dim) as recorded in the program's single tensor input."""
+    return tuple(int(d) for d in program_input(ep).shape[1:])
+
+
+def dtype_bits(dtype: torch.dtype) -> int:
+    return torch.finfo(dtype).bits if dtype.is_floating_point else torch.iinfo(dtype).bits
+
+
+def precision_and_sparsity(ep: torch.export.ExportedProgram) -> dict:
+    """What the course's challenge score needs from the weights themselves (docs/architecture.md, Leaderboards):
+    `weight_bits` q_w (bits per parameter, averaged over parameters), `activation_bits` q_a (of the input the program
+    takes), `structured_sparsity` p_s (fraction of parameters in all-zero output channels/rows of >= 2-D weights)
+    and `unstructured_sparsity` p_u (fraction of the other parameters that are exactly zero)."""
+    params = [ep.state_dict[name].detach() for name in ep.graph_signature.parameters]
+    total = sum(p.numel() for p in params)
+    pruned = sum(p[(p.flatten(1) == 0).all(1)].numel() for p in params if p.dim() >= 2)
+    zeros = sum(int((p == 0).sum()) for p in params) - pruned
+    return {
+        "weight_bits": round(sum(dtype_bits(p.dtype) * p.numel() for p in params) / total, 3) if total else None,
+        "activation_bits": dtype_bits(program_input(ep).dtype),
+        "structured_sparsity": round(pruned / total, 6) if total else 0.0,
+        "unstructured_sparsity": round(zeros / total, 6) if total else 0.0,
+    }
+
+
+def architecture(ep: torch.export.ExportedProgram) -> str | None:
+    """Class name of the exported model (e.g. 'ResNet'): a label for leaderboards, never graded."""
+    for node in ep.graph.nodes:
+        for fqn, type_name in (node.meta.get("nn_module_stack") or {}).values():
+            if fqn == "":
+                return str(type_name).rsplit(".", 1)[-1].strip("'>")
+    return None
 
 
 def count_params(ep: torch.export.ExportedProgram) -> tuple[int, int]:
@@ -147,7 +181,7 @@ def profile_program(ep: torch.export.ExportedProgram, input_shape: Sequence[int]
     """The profile of an exported program (see module docstring and the Profile JSON contract)."""
     shape = tuple(input_shape) if input_shape else program_input_shape(ep)
     torch.manual_seed(0)
-    x1 = torch.randn(1, *shape)
+    x1 = torch.randn(1, *shape).to(program_input(ep).dtype)
     total, trainable = count_params(ep)
     try:
         module = static_module(ep, x1)
@@ -171,6 +205,8 @@ def profile_program(ep: torch.export.ExportedProgram, input_shape: Sequence[int]
         "params_by_module": params_by_module(module),
         "module_types": module.module_types,
         "input_shape": list(shape),
+        "architecture": architecture(ep),
+        **precision_and_sparsity(ep),
     }
 
 
@@ -191,6 +227,7 @@ def evaluate_program(ep: torch.export.ExportedProgram, dataset: str, source_dir:
     from harness.data import info, load_test
 
     x, y = load_test(dataset, source_dir)
+    x = x.to(program_input(ep).dtype)
     module = ep.module().to(device)
     num_classes = info(dataset).num_classes
     correct = 0

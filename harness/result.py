@@ -53,10 +53,13 @@ class SubmissionResult:
 
 
 def empty_metrics() -> dict:
-    """The contract's metrics first, then additions (latency, whole-notebook time and its ratio)."""
+    """The contract's metrics first, then additions (latency, whole-notebook time and its ratio, and what the
+    leaderboard's challenge score needs: architecture label, bits and sparsity of the weights)."""
     return {"params": None, "trainable_params": None, "macs": None, "accuracy": None,
             "train_time_s": None, "time_ratio": None, "activation_shapes": {},
-            "latency_ms": None, "exec_time_s": None, "exec_ratio": None, "reference_train_time_s": None}
+            "latency_ms": None, "exec_time_s": None, "exec_ratio": None, "reference_train_time_s": None,
+            "architecture": None, "weight_bits": None, "activation_bits": None, "structured_sparsity": None,
+            "unstructured_sparsity": None}
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

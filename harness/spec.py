@@ -29,6 +29,14 @@ class CheckSpec:
 
 
 @dataclass(frozen=True)
+class LeaderboardSpec:
+    """[leaderboard]: how `dlgrade leaderboard` ranks (docs/architecture.md, Leaderboards)."""
+
+    rank: str = "pareto"  # "pareto": non-dominated first | "challenge": the course's score, lowest first
+    accuracy_gate: float = 0.90  # the challenge score counts only at or above this held-out accuracy
+
+
+@dataclass(frozen=True)
 class AssignmentSpec:
     id: str
     title: str
@@ -43,6 +51,7 @@ class AssignmentSpec:
     checks: tuple[CheckSpec, ...]
     reference_notebook: Path | None = None  # [timing]: the reference solution timed by `dlgrade calibrate`
     calibration_runs: int = 3  # [timing] runs: the reference's cached times are the median of this many runs
+    leaderboard: LeaderboardSpec = LeaderboardSpec()
 
     @property
     def submissions_dir(self) -> Path:
@@ -110,6 +119,7 @@ def load_spec(id_or_dir: str | Path) -> AssignmentSpec:
         reference_notebook = root / data["timing"]["reference_notebook"]
         if not reference_notebook.is_file():
             raise SpecError(f"{toml_path}: [timing] reference_notebook {reference_notebook.name} not found")
+    parameters = dict(data.get("parameters", {}))
     return AssignmentSpec(
         id=assignment_id,
         title=meta.get("title", assignment_id),
@@ -118,13 +128,25 @@ def load_spec(id_or_dir: str | Path) -> AssignmentSpec:
         input_shape=tuple(meta["input_shape"]),
         reference=meta.get("reference"),
         kernel=meta.get("kernel", "dlgrade"),
-        parameters=dict(data.get("parameters", {})),
+        parameters=parameters,
         selfcheck=dict(data.get("selfcheck", {})),
         limits=limits,
         checks=tuple(checks),
         reference_notebook=reference_notebook,
         calibration_runs=calibration_runs,
+        leaderboard=leaderboard_spec(data.get("leaderboard", {}), parameters.get("dataset"), toml_path),
     )
+
+
+def leaderboard_spec(table: dict, dataset: str | None, toml_path: Path) -> LeaderboardSpec:
+    """rank = "pareto" | "challenge"; accuracy_gate = 0.9, or one gate per dataset: {cifar10 = 0.9, digits32 = 0.95}."""
+    rank = table.get("rank", "pareto")
+    if rank not in ("pareto", "challenge"):
+        raise SpecError(f"{toml_path}: [leaderboard] rank must be \"pareto\" or \"challenge\", not {rank!r}")
+    gate = table.get("accuracy_gate", LeaderboardSpec.accuracy_gate)
+    if isinstance(gate, dict):
+        gate = gate.get(dataset, LeaderboardSpec.accuracy_gate)
+    return LeaderboardSpec(rank, float(gate))
 
 
 def _nbgrader_cells(notebook: Path) -> list[tuple[str, dict]]:
