@@ -14,7 +14,7 @@ EXAMPLES = {
     "profile": "examples:\n  dlgrade profile reference:resnet18 --json -\n"
                "  dlgrade profile 'reference:resnet18,width=0.5,blocks=(1,1,1,1)'\n"
                "  dlgrade profile dlgrade_out/model.pt2\n  dlgrade profile mymodels.py:make_model --input-shape 3,32,32",
-    "demo": "example:\n  dlgrade demo --out demo_out      (then open demo_out/index of the paths it prints)",
+    "demo": "example:\n  dlgrade demo --out demo_out      (then open demo_out/index.html)",
     "leaderboard": "examples:\n  dlgrade leaderboard graded/results --out graded/leaderboard\n"
                    "  (writes leaderboard.csv, .md, .html and a dated snapshot in history/ when the table changed)",
     "release": "examples:\n  dlgrade release lab1_pytorch_intro --out course\n"
@@ -146,7 +146,7 @@ def cmd_leaderboard(args) -> int:
 def cmd_demo(args) -> int:
     from grading.demo import run_demo
 
-    return run_demo(Path(args.out))
+    return run_demo(Path(args.out), args.workers)
 
 
 def positive_int(text: str) -> int:
@@ -222,8 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="directory for leaderboard.csv/.md/.html and history/")
     p.add_argument("--assignment", help="assignment id or directory (default: the one named in the results)")
 
-    p = add("demo", "Check every example submission of every assignment and print a summary.", cmd_demo)
-    p.add_argument("--out", required=True, help="directory for the results JSON")
+    p = add("demo", "The whole pipeline on the bundled examples of every assignment, offline: grade, feedback, "
+            "grades CSV, leaderboard.", cmd_demo)
+    p.add_argument("--out", required=True, help="output directory (one folder per assignment, index.html)")
+    p.add_argument("--workers", type=positive_int, help="local worker processes (default: one per core)")
     return parser
 
 

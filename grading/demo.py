@@ -1,35 +1,75 @@
-"""`dlgrade demo`: grade every example submission of every assignment, offline, and print one summary."""
+"""`dlgrade demo`: the whole instructor pipeline on the bundled example submissions of every assignment, offline.
+
+For each assignment: `dlgrade grade` (nbgrader course, results JSON, feedback pages, grades.csv) on its examples,
+then `dlgrade leaderboard`; each example is compared with its submissions/expected.toml. Ends with a summary and
+the paths to open (DIR/index.html links every page). A re-run resumes: recorded examples are not graded again.
+"""
 from __future__ import annotations
 
+import html
 import time
+import tomllib
 from pathlib import Path
 
-from grading.console import format_summary
-from harness.grade import grade_one
-from harness.result import write_json_atomic
-from harness.spec import ASSIGNMENTS_DIR, load_spec
+from tabulate import tabulate
+
+from grading.batch import grade_batch
+from grading.leaderboard import load_results, write_leaderboard
+from harness.execute import cpu_threads
+from harness.spec import ASSIGNMENTS_DIR, AssignmentSpec, load_spec
 
 
-def example_submissions() -> list[tuple[str, Path]]:
-    pairs = []
-    for toml in sorted(ASSIGNMENTS_DIR.glob("*/assignment.toml")):
-        for notebook in sorted((toml.parent / "submissions").glob("*.ipynb")):
-            pairs.append((toml.parent.name, notebook))
-    return pairs
+def demo_assignments() -> list[AssignmentSpec]:
+    return [load_spec(toml.parent) for toml in sorted(ASSIGNMENTS_DIR.glob("*/assignment.toml"))
+            if list((toml.parent / "submissions").glob("*.ipynb"))]
 
 
-def run_demo(out: Path) -> int:
-    pairs = example_submissions()
-    results = []
+def as_expected(result: dict, expected: dict | None) -> bool:
+    if expected is None:
+        return False
+    score_ok = "score" not in expected or abs(result["score"] - expected["score"]) < 1e-9
+    return result["status"] == expected["status"] and score_ok
+
+
+def run_demo(out: Path, workers: int | None = None) -> int:
+    out = Path(out).resolve()
+    workers = workers or cpu_threads()  # one worker per core, one thread each
     started = time.monotonic()
-    for i, (assignment_id, notebook) in enumerate(pairs, 1):
-        spec = load_spec(assignment_id)
-        print(f"[{i}/{len(pairs)}] {assignment_id}/{notebook.name} ...", end=" ", flush=True)
-        result = grade_one(notebook, spec)
-        write_json_atomic(out / "results" / assignment_id / f"{result.submission}.json", result.to_json())
-        print(f"{result.status} {result.score:g}/{result.max_score:g} ({result.run['wall_s']:.1f} s)")
-        results.append(result)
-    print()
-    print(format_summary(results))
-    print(f"\n{len(results)} submissions in {time.monotonic() - started:.0f} s; results JSON in {out / 'results'}")
-    return 0
+    rows, pages = [], []
+    for spec in demo_assignments():
+        print(f"\n== {spec.id}: grading {len(list(spec.submissions_dir.glob('*.ipynb')))} example submissions "
+              f"on {workers} worker(s)")
+        report = grade_batch(spec, spec.submissions_dir, out / spec.id, workers=workers)
+        board = write_leaderboard(spec, report.results_dir, out / spec.id / "leaderboard")
+        expected_file = spec.submissions_dir / "expected.toml"
+        expected = tomllib.loads(expected_file.read_text()) if expected_file.is_file() else {}
+        results = load_results(report.results_dir)
+        matching = sum(as_expected(r, expected.get(r["submission"])) for r in results)
+        graded = [r for r in results if r["status"] == "graded"]
+        rows.append([spec.id, len(results), len(graded), f"{matching}/{len(results)}",
+                     f"{sum(r['score'] / r['max_score'] for r in results) / len(results):.0%}"])
+        pages.append((spec, report, board, results))
+    index = write_index(out, pages)
+    print("\n" + tabulate(rows, headers=["assignment", "examples", "graded", "as expected", "mean score"],
+                          tablefmt="simple"))
+    print(f"\ndemo finished in {time.monotonic() - started:.0f} s. Open:\n  {index}")
+    for spec, report, board, _ in pages:
+        print(f"  {board.html}\n  {report.feedback_dir}/  {report.grades_csv}")
+    return 0 if all(row[3].split("/")[0] == row[3].split("/")[1] for row in rows) else 1
+
+
+def write_index(out: Path, pages: list) -> Path:
+    """DIR/index.html: every leaderboard, feedback page and grades CSV of the demo, as relative links."""
+    sections = []
+    for spec, report, board, results in pages:
+        feedback = " ".join(
+            f'<a href="{html.escape(str((report.feedback_dir / (r["submission"] + ".html")).relative_to(out)))}">'
+            f'{html.escape(r["submission"])}</a> ({r["score"]:g}/{r["max_score"]:g})' for r in results)
+        sections.append(
+            f"<h2>{html.escape(spec.title)}</h2><p><a href=\"{board.html.relative_to(out)}\">leaderboard</a> &middot; "
+            f"<a href=\"{report.grades_csv.relative_to(out)}\">grades.csv</a></p><p>feedback: {feedback}</p>")
+    index = out / "index.html"
+    index.write_text("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>dlgrade demo</title>"
+                     "<style>body{font:15px/1.5 system-ui,sans-serif;max-width:900px;margin:2rem auto;padding:0 1rem}"
+                     "</style></head><body><h1>dlgrade demo</h1>" + "".join(sections) + "</body></html>\n")
+    return index

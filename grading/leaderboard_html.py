@@ -97,6 +97,7 @@ def plot(ranked: pd.DataFrame, cost: str, label: str) -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     points = ranked[ranked[cost].notna() & ranked["accuracy"].notna()]
     fig, ax = plt.subplots(figsize=(4.6, 3.6))
@@ -112,6 +113,9 @@ def plot(ranked: pd.DataFrame, cost: str, label: str) -> str:
         if len(points):
             ax.set_xscale("log")
             ax.margins(x=0.25, y=0.12)
+            ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1, 2, 5)))
+            ax.xaxis.set_major_formatter(ticker.EngFormatter(sep=""))
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_xlabel(label)
         ax.set_ylabel("held-out accuracy (%)")
         ax.grid(True, which="major", color="#eaeef2")
