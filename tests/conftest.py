@@ -99,3 +99,12 @@ def tiny(tmp_path: Path):
         return load_spec(root), write
 
     return make
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium (Debian's, through chromedriver) for the session; see tests/browser.py."""
+    from tests.browser import open_browser
+
+    with open_browser() as driver:
+        yield driver
