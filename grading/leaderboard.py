@@ -74,9 +74,12 @@ def load_results(results_dir: Path) -> list[dict]:
     results = []
     for path in sorted(Path(results_dir).glob("*.json")):
         try:
-            results.append(json.loads(path.read_text()))
+            result = json.loads(path.read_text())
         except ValueError as exc:
-            raise LeaderboardError(f"{path} is not a result file ({exc}); remove it or grade again") from None
+            raise LeaderboardError(f"{path} is not JSON ({exc}); remove it or grade again") from None
+        if not isinstance(result, dict) or not {"assignment", "submission", "status", "metrics"} <= result.keys():
+            raise LeaderboardError(f"{path} is not a dlgrade result file; remove it or grade again")
+        results.append(result)
     if not results:
         raise LeaderboardError(f"no results in {results_dir}: run `dlgrade grade ID SUBMISSIONS --out DIR` and give "
                                "DIR/results")

@@ -127,3 +127,17 @@ def test_a_new_result_makes_a_dated_snapshot_and_an_unchanged_table_does_not(tmp
     assert "| crashed" in third.markdown.read_text()
     page = third.html.read_text()
     assert page.count("<svg") == 3 and 'id="leaderboard"' in page and "http" not in page.split("<svg")[0]
+
+
+def test_results_of_two_assignments_or_a_stray_file_are_refused_with_the_reason(tmp_path):
+    from grading.leaderboard import LeaderboardError, load_results
+
+    (tmp_path / "a.json").write_text(json.dumps(RESULTS[0]))
+    (tmp_path / "b.json").write_text(json.dumps({**RESULTS[1], "assignment": "shapes_params"}))
+    with pytest.raises(LeaderboardError, match="mixes assignments"):
+        load_results(tmp_path)
+    (tmp_path / "b.json").write_text(json.dumps({"grades": [1, 2]}))
+    with pytest.raises(LeaderboardError, match="b.json is not a dlgrade result file"):
+        load_results(tmp_path)
+    with pytest.raises(LeaderboardError, match="no results in"):
+        load_results(tmp_path / "empty")
