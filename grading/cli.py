@@ -15,6 +15,8 @@ EXAMPLES = {
                "  dlgrade profile 'reference:resnet18,width=0.5,blocks=(1,1,1,1)'\n"
                "  dlgrade profile dlgrade_out/model.pt2\n  dlgrade profile mymodels.py:make_model --input-shape 3,32,32",
     "demo": "example:\n  dlgrade demo --out demo_out      (then open demo_out/index.html)",
+    "backbone": "examples:\n  dlgrade backbone --out backbones/digits32_0to4_resnet18.pt\n"
+                "  dlgrade backbone --out bb.pt --epochs 15 --seed 1",
     "leaderboard": "examples:\n  dlgrade leaderboard graded/results --out graded/leaderboard\n"
                    "  (writes leaderboard.csv, .md, .html and a dated snapshot in history/ when the table changed)",
     "release": "examples:\n  dlgrade release lab1_pytorch_intro --out course\n"
@@ -143,6 +145,17 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+def cmd_backbone(args) -> int:
+    from reference.backbones import DIGITS_BACKBONE, pretrain_digits_backbone
+
+    meta = pretrain_digits_backbone(Path(args.out), epochs=args.epochs or DIGITS_BACKBONE["epochs"],
+                                    seed=DIGITS_BACKBONE["seed"] if args.seed is None else args.seed)
+    print(f"{meta['model']} {meta['kwargs']} pretrained on {meta['dataset']} ({meta['epochs']} epochs, seed "
+          f"{meta['seed']}, {meta['train_time_s']:.1f} s of training): val accuracy {meta['val_accuracy']:.1%}, "
+          f"held-out test accuracy {meta['test_accuracy']:.1%}\nsaved {args.out}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from grading.demo import run_demo
 
@@ -221,6 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", help="a results/ directory written by `dlgrade grade`")
     p.add_argument("--out", required=True, help="directory for leaderboard.csv/.md/.html and history/")
     p.add_argument("--assignment", help="assignment id or directory (default: the one named in the results)")
+
+    p = add("backbone", "Pretrain the offline reference backbone for transfer learning (digits32 classes 0-4).",
+            cmd_backbone)
+    p.add_argument("--out", required=True, help="the backbone file to write (.pt)")
+    p.add_argument("--epochs", type=positive_int, help="training epochs (default 8)")
+    p.add_argument("--seed", type=int, help="seed of the initial weights, batch order and augmentation (default 0)")
 
     p = add("demo", "The whole pipeline on the bundled examples of every assignment, offline: grade, feedback, "
             "grades CSV, leaderboard.", cmd_demo)

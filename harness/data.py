@@ -7,6 +7,8 @@ Images are kept as uint8 (N, 3, 32, 32) and normalised on load. The split is fix
 - cifar10: torchvision's CIFAR10 in `source_dir` (the directory holding `cifar-10-batches-py`). The official 10,000
   test images are the test split; the 50,000 training images are split 45,000 train / 5,000 val by a fixed
   permutation (seed 0).
+- class subsets for transfer learning (Lab 1): `digits32_0to4` (a backbone is pretrained on it) and `digits32_5to9`
+  (the lab transfers the backbone to it): the same splits restricted to those classes, labels renumbered 0-4.
 
 A notebook only ever gets `train.pt` and `val.pt` in its `data_dir` (`write_notebook_data`); the test split is built
 by the measuring process (`load_test`), and in the sandbox the dataset sources are masked from the kernel.
@@ -30,11 +32,17 @@ class DatasetInfo:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     flip: bool  # horizontal flips preserve the label (not for digits)
+    base: str | None = None  # this dataset is a class subset of `base`
+    classes: tuple[int, ...] = ()  # the base's classes it keeps, relabelled 0, 1, ... in this order
 
 
 DATASETS = {
     "digits32": DatasetInfo("digits32", 10, (0.3049, 0.3049, 0.3049), (0.3234, 0.3234, 0.3234), flip=False),
     "cifar10": DatasetInfo("cifar10", 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), flip=True),
+    "digits32_0to4": DatasetInfo("digits32_0to4", 5, (0.3049, 0.3049, 0.3049), (0.3234, 0.3234, 0.3234),
+                                 flip=False, base="digits32", classes=(0, 1, 2, 3, 4)),
+    "digits32_5to9": DatasetInfo("digits32_5to9", 5, (0.3049, 0.3049, 0.3049), (0.3234, 0.3234, 0.3234),
+                                 flip=False, base="digits32", classes=(5, 6, 7, 8, 9)),
 }
 
 
@@ -52,14 +60,23 @@ def raw_split(name: str, split: str, source_dir: str | Path | None = None) -> tu
     """(uint8 images (N, 3, 32, 32), int64 labels) of one split, straight from the source."""
     if split not in ("train", "val", "test"):
         raise DataError(f"unknown split '{split}': use train, val or test")
-    if info(name).name == "digits32":
+    ds = info(name)
+    if ds.base:
+        images, labels = raw_split(ds.base, split, source_dir)
+        relabel = torch.full((info(ds.base).num_classes,), -1, dtype=torch.int64)
+        relabel[list(ds.classes)] = torch.arange(len(ds.classes))
+        keep = relabel[labels] >= 0
+        return images[keep], relabel[labels[keep]]
+    if name == "digits32":
         return _digits32(split)
     return _cifar10(split, source_dir)
 
 
 def source_paths(name: str, source_dir: str | Path | None = None) -> list[Path]:
     """Files/directories a dataset is built from: the sandbox masks them so the kernel cannot rebuild the test split."""
-    if info(name).name == "digits32":
+    if info(name).base:
+        return source_paths(info(name).base, source_dir)
+    if name == "digits32":
         import sklearn.datasets
 
         return [Path(sklearn.datasets.__file__).parent / "data" / "digits.csv.gz"]

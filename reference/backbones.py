@@ -1,0 +1,87 @@
+"""Pretrained backbones for Lab 1's transfer learning, with nothing downloaded at grading time.
+
+Offline default (`pretrain_digits_backbone`, `dlgrade backbone --out FILE`): the course's reference configuration
+(ResNet18, width 0.25, one block per stage) trained with reference/train.py on digits32 classes 0-4, seed 0; the lab
+transfers it to classes 5-9. The file holds the state dict and how it was made (model, kwargs, dataset, seed,
+epochs, accuracy), and loads with `torch.load(..., weights_only=True)`.
+
+The real path (`torchvision_backbone`): torchvision's ResNet18 with ImageNet weights from a local file — the file
+torchvision would download, placed by hand (or already in torch's cache); a missing file is an error that names it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+DIGITS_BACKBONE = {"model": "resnet18", "kwargs": {"width": 0.25, "blocks": (1, 1, 1, 1)},
+                   "dataset": "digits32_0to4", "seed": 0, "epochs": 8}
+TORCHVISION_RESNET18_FILE = "resnet18-f37072fd.pth"  # torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+TORCHVISION_RESNET18_URL = f"https://download.pytorch.org/models/{TORCHVISION_RESNET18_FILE}"
+
+
+class BackboneError(Exception):
+    """A backbone file that is missing or is not what it claims; the message says what to place where."""
+
+
+def pretrain_digits_backbone(out: str | Path, epochs: int = DIGITS_BACKBONE["epochs"],
+                             seed: int = DIGITS_BACKBONE["seed"], device: str | None = None) -> dict:
+    """Train the offline default backbone and save it to `out`; returns its metadata (accuracy included)."""
+    from harness.data import DATASETS, load_test, normalize, raw_split
+    from reference.models import build
+    from reference.train import pick_device, train
+
+    dataset = DIGITS_BACKBONE["dataset"]
+    x_train, y_train = raw_split(dataset, "train")
+    x_val, y_val = raw_split(dataset, "val")
+    torch.manual_seed(seed)
+    model = build(DIGITS_BACKBONE["model"], num_classes=DATASETS[dataset].num_classes, **DIGITS_BACKBONE["kwargs"])
+    report = train(model, normalize(x_train, dataset), y_train, normalize(x_val, dataset), y_val,
+                   device=pick_device(device), flip=DATASETS[dataset].flip, seed=seed, epochs=epochs)
+    model.to("cpu", memory_format=torch.contiguous_format).eval()
+    x_test, y_test = load_test(dataset)
+    with torch.no_grad():
+        test_accuracy = (model(x_test).argmax(1) == y_test).float().mean().item()
+    meta = {"model": DIGITS_BACKBONE["model"], "kwargs": DIGITS_BACKBONE["kwargs"], "dataset": dataset,
+            "num_classes": DATASETS[dataset].num_classes, "seed": seed, "epochs": epochs,
+            "val_accuracy": round(report.val_accuracy[-1], 6), "test_accuracy": round(test_accuracy, 6),
+            "train_time_s": round(report.train_time_s, 3), "torch": str(torch.__version__)}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({**meta, "state_dict": {k: v.contiguous() for k, v in model.state_dict().items()}}, out)
+    return meta
+
+
+def load_digits_backbone(path: str | Path) -> tuple[nn.Module, dict]:
+    """(the pretrained model with its 0-4 head, its metadata) from a file written by pretrain_digits_backbone."""
+    from reference.models import build
+
+    path = Path(path)
+    if not path.is_file():
+        raise BackboneError(f"no backbone at {path}: create it with `dlgrade backbone --out {path}` (about a "
+                            "minute on a CPU, no download)")
+    blob = torch.load(path, weights_only=True, map_location="cpu")
+    if not isinstance(blob, dict) or "state_dict" not in blob or blob.get("model") != DIGITS_BACKBONE["model"]:
+        raise BackboneError(f"{path} is not a backbone written by `dlgrade backbone`")
+    model = build(blob["model"], num_classes=blob["num_classes"], **blob["kwargs"])
+    model.load_state_dict(blob["state_dict"])
+    return model.eval(), {k: v for k, v in blob.items() if k != "state_dict"}
+
+
+def torchvision_backbone(weights_file: str | Path | None = None) -> nn.Module:
+    """torchvision's ResNet18 with ImageNet weights from `weights_file`, or from torch's cache when omitted.
+    Never downloads: a missing file raises BackboneError naming the file, where it goes, and where to get it."""
+    import torchvision
+
+    path = Path(weights_file) if weights_file else Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_RESNET18_FILE
+    if not path.is_file():
+        raise BackboneError(f"ResNet18 ImageNet weights not found at {path}: on a machine with internet download "
+                            f"{TORCHVISION_RESNET18_URL} and place it there (torch's cache: "
+                            f"{Path(torch.hub.get_dir()) / 'checkpoints'}), or pass its path as the weights file")
+    model = torchvision.models.resnet18(weights=None)
+    try:
+        model.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
+    except (RuntimeError, KeyError, TypeError) as exc:
+        raise BackboneError(f"{path} is not torchvision's ResNet18 state dict: {str(exc).splitlines()[0]}") from None
+    return model

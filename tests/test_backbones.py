@@ -1,0 +1,56 @@
+"""Transfer-learning material for Lab 1: class subsets of digits32 and backbones that never need a download."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.data import raw_split, source_paths
+from reference.backbones import (TORCHVISION_RESNET18_FILE, BackboneError, load_digits_backbone,
+                                 pretrain_digits_backbone, torchvision_backbone)
+
+
+@pytest.mark.parametrize("name, classes, sizes", [("digits32_0to4", range(5), (631, 90, 180)),
+                                                   ("digits32_5to9", range(5, 10), (626, 90, 180))])
+def test_class_subsets_keep_the_splits_and_renumber_the_labels(name, classes, sizes):
+    for split, size in zip(("train", "val", "test"), sizes):
+        images, labels = raw_split(name, split)
+        base_images, base_labels = raw_split("digits32", split)
+        keep = torch.isin(base_labels, torch.tensor(list(classes)))
+        assert len(labels) == size and torch.equal(images, base_images[keep])
+        assert torch.equal(labels, base_labels[keep] - classes[0])  # 5..9 become 0..4
+    assert source_paths(name) == source_paths("digits32")  # masked from the kernel like the full dataset
+
+
+def test_the_digits_backbone_is_reproducible_and_records_how_it_was_made(tmp_path):
+    first = pretrain_digits_backbone(tmp_path / "a.pt", epochs=2)
+    second = pretrain_digits_backbone(tmp_path / "b.pt", epochs=2)
+    assert (first["dataset"], first["seed"], first["epochs"], first["num_classes"]) == ("digits32_0to4", 0, 2, 5)
+    assert first["val_accuracy"] == second["val_accuracy"] and 0.2 < first["test_accuracy"] <= 1.0
+    a, meta = load_digits_backbone(tmp_path / "a.pt")
+    b, _ = load_digits_backbone(tmp_path / "b.pt")
+    assert meta == {k: v for k, v in first.items()}
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert a(torch.zeros(1, 3, 32, 32)).shape == (1, 5)
+
+
+def test_a_missing_or_wrong_backbone_file_says_what_to_do(tmp_path):
+    with pytest.raises(BackboneError, match="dlgrade backbone --out"):
+        load_digits_backbone(tmp_path / "missing.pt")
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(BackboneError, match="not a backbone written by"):
+        load_digits_backbone(tmp_path / "other.pt")
+
+
+def test_torchvision_weights_come_from_a_local_file_never_a_download(tmp_path, monkeypatch):
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # an empty cache
+    with pytest.raises(BackboneError, match=f"{TORCHVISION_RESNET18_FILE}.*download.pytorch.org.*place it there"):
+        torchvision_backbone()
+    weights = torchvision.models.resnet18(weights=None).state_dict()
+    torch.save(weights, tmp_path / TORCHVISION_RESNET18_FILE)
+    model = torchvision_backbone(tmp_path / TORCHVISION_RESNET18_FILE)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in weights.items())
+    torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "broken.pth")
+    with pytest.raises(BackboneError, match="is not torchvision's ResNet18 state dict"):
+        torchvision_backbone(tmp_path / "broken.pth")
