@@ -13,12 +13,12 @@ from pathlib import Path
 
 import nbformat
 
+from harness import measurer
 from harness.calibrate import CalibrationError, reference_times
 from harness.checks import Evidence, TestCellOutcome, not_graded, run_check
 from harness.data import source_paths, write_notebook_data
 from harness.execute import ExecutionReport, Sandbox, cpu_threads, execute
 from harness.measure import MeasureError
-from harness import measurer
 from harness.prepare import InvalidNotebook, inject_parameters, read_notebook, restore_locked_cells
 from harness.result import SubmissionResult, empty_metrics
 from harness.spec import HARNESS_PARAMETERS, AssignmentSpec, is_test_cell

@@ -79,11 +79,7 @@ def precision_and_sparsity(ep: torch.export.ExportedProgram) -> dict:
 
 def architecture(ep: torch.export.ExportedProgram) -> str | None:
     """Class name of the exported model (e.g. 'ResNet'): a label for leaderboards, never graded."""
-    for node in ep.graph.nodes:
-        for fqn, type_name in (node.meta.get("nn_module_stack") or {}).values():
-            if fqn == "":
-                return str(type_name).rsplit(".", 1)[-1].strip("'>")
-    return None
+    return stack_types(ep).get("")
 
 
 def count_params(ep: torch.export.ExportedProgram) -> tuple[int, int]:
@@ -105,14 +101,18 @@ def static_module(ep: torch.export.ExportedProgram, x1: torch.Tensor) -> nn.Modu
     return module
 
 
-def module_types(ep: torch.export.ExportedProgram) -> dict[str, str]:
-    """Original class name of each submodule (e.g. 'Conv2d'), recovered from nn_module_stack metadata."""
+def stack_types(ep: torch.export.ExportedProgram) -> dict[str, str]:
+    """Original class name of every module (e.g. 'Conv2d'; the model itself under ''), from nn_module_stack."""
     types: dict[str, str] = {}
     for node in ep.graph.nodes:
         for fqn, type_name in (node.meta.get("nn_module_stack") or {}).values():
-            if fqn:
-                types[fqn] = str(type_name).rsplit(".", 1)[-1].strip("'>")
+            types[fqn] = str(type_name).rsplit(".", 1)[-1].strip("'>")
     return types
+
+
+def module_types(ep: torch.export.ExportedProgram) -> dict[str, str]:
+    """Original class name of each submodule, used for hints in messages."""
+    return {fqn: name for fqn, name in stack_types(ep).items() if fqn}
 
 
 def _conv_mode_macs(inputs, outputs) -> int:
