@@ -239,6 +239,32 @@ def check_accuracy(spec: CheckSpec, evidence: Evidence) -> CheckResult:
                    "with a better learning rate, and check the validation accuracy your notebook prints.")
 
 
+@check_kind("frozen_backbone")
+def check_frozen_backbone(spec: CheckSpec, evidence: Evidence) -> CheckResult:
+    """Transfer learning: the backbone's parameters in the exported model equal the pretrained file's (compared in
+    the measuring process), i.e. only the new head was trained. Option `head`: the head's module name (not compared:
+    it is new even when its shape is the old one's)."""
+    head = spec.options.get("head", "")
+    in_head = lambda name: bool(head) and (name == head or name.startswith(head + "."))  # noqa: E731
+    comparison = evidence.profile["backbone"]
+    unchanged = [n for n in comparison["unchanged"] if not in_head(n)]
+    changed = [(n, diff) for n, diff in comparison["changed"] if not in_head(n)]
+    compared = len(unchanged) + len(changed)
+    if compared == 0:
+        return _result(spec, 0.0, "backbone unchanged", "no backbone parameter found",
+                       "none of the pretrained backbone's parameters is in the exported model: load the backbone, "
+                       "replace its head and submit that model (same module names).")
+    if not changed:
+        return _result(spec, 1.0, "backbone unchanged", f"{compared} parameters unchanged",
+                       f"the {compared} backbone parameters are exactly the pretrained ones.")
+    listed = ", ".join(f"{name} (max |change| {diff:.3g})" for name, diff in changed[:5])
+    more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+    return _result(spec, 0.0, "backbone unchanged", f"{len(changed)} of {compared} parameters changed",
+                   f"the backbone changed during training: {listed}{more}. Freeze it before training the head: "
+                   "`for p in backbone.parameters(): p.requires_grad_(False)`, and give the optimizer only the "
+                   "head's parameters.")
+
+
 @check_kind("time_ratio")
 def check_time_ratio(spec: CheckSpec, evidence: Evidence) -> CheckResult:
     """Training time (cells tagged `train`) and whole-notebook time, each against the reference on this runner."""

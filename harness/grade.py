@@ -60,6 +60,9 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
         if dataset:
             write_notebook_data(dataset, box.data_dir, data_source)  # train + val only
             mask += source_paths(dataset, data_source)
+        backbone = provide_backbone(spec, box)
+        if backbone:
+            mask.append(backbone.parent)  # the kernel works on its copy; the measurer compares with the original
         measurer.start()  # the first time, its imports and warm-up overlap the run
         report = execute(nb, box, spec.limits, spec.kernel, threads, mask)
         result.executed = report.notebook
@@ -70,7 +73,7 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
         result.metrics.update(train_time_s=train_time_s(report), exec_time_s=exec_time_s(report))
         require_complete_run(report)
         answers = collect(box, report)
-        profile = measure(box, spec, dataset, data_source, device, threads)
+        profile = measure(box, spec, dataset, data_source, device, threads, backbone)
         result.metrics.update({key: profile.get(key) for key in MEASURED_METRICS})
         if not profile["flops_check_ok"]:
             result.notes.append(f"cross-check mismatch: FlopCounterMode {profile['flops_check']:,} != 2 x fvcore "
@@ -244,12 +247,25 @@ def _source(report: ExecutionReport, cell) -> str:
 
 # 4 measure -------------------------------------------------------------------------------------------------------
 
+def provide_backbone(spec: AssignmentSpec, box: Sandbox) -> Path | None:
+    """[backbone]: the pretrained backbone (cached, built on first use) copied to the notebook's data_dir."""
+    if not spec.backbone:
+        return None
+    import shutil
+
+    from reference.backbones import ensure_backbone
+
+    original = ensure_backbone(spec.backbone)
+    shutil.copyfile(original, box.data_dir / "backbone.pt")
+    return original
+
+
 def measure(box: Sandbox, spec: AssignmentSpec, dataset: str | None, data_source: str | None, device: str,
-            threads: int) -> dict:
+            threads: int, backbone: Path | None) -> dict:
     try:
         return measurer.measure(box.output_dir / "model.pt2", spec.input_shape, spec.limits.measure_timeout_s,
                                 threads=threads, workdir=box.root / "tmp", dataset=dataset, data_source=data_source,
-                                device=device)
+                                device=device, backbone=backbone)
     except MeasureError as exc:
         raise NotGraded("failed", "measure_failed", str(exc)) from None
 

@@ -263,12 +263,44 @@ def batch1_latency_s(module: torch.nn.Module, one: torch.Tensor, device: str, wa
     return fastest
 
 
+def compare_with_backbone(ep: torch.export.ExportedProgram, backbone_file: str) -> dict:
+    """Which of the pretrained backbone's parameters the exported model still holds unchanged (proof of freezing).
+
+    A backbone parameter is matched with the exported parameter of the same name, or of a name ending in
+    ".<name>" (a backbone wrapped in another module). Same shape: `unchanged` or `changed` (max |difference|);
+    another shape: `replaced`; not found: left out. Buffers (BatchNorm statistics) are not parameters: not compared.
+    """
+    blob = torch.load(backbone_file, weights_only=True, map_location="cpu")
+    reference = blob.get("state_dict", blob)
+    exported = {name: ep.state_dict[name] for name in ep.graph_signature.parameters}
+    unchanged, changed, replaced = [], [], []
+    for name, weights in reference.items():
+        match = exported.get(name)
+        if match is None:
+            candidates = [v for k, v in exported.items() if k.endswith("." + name)]
+            match = candidates[0] if len(candidates) == 1 else None
+        if match is None:
+            continue
+        if match.shape != weights.shape:
+            replaced.append(name)
+            continue
+        difference = (match.detach().float() - weights.float()).abs().max().item()
+        if difference > 0:
+            changed.append([name, difference])
+        else:
+            unchanged.append(name)
+    return {"unchanged": unchanged, "changed": changed, "replaced": replaced}
+
+
 def measure_request(request: dict) -> dict:
-    """{model, input_shape, [dataset, data_source, device]} -> profile (+ accuracy and latency_ms with a dataset)."""
+    """{model, input_shape, [dataset, data_source, device, backbone]} -> profile (+ accuracy and latency_ms with a
+    dataset, + `backbone`: the comparison with the pretrained backbone file)."""
     from harness.data import DataError
 
     program = load_program(request["model"])
     profile = profile_program(program, request.get("input_shape"))
+    if request.get("backbone"):
+        profile["backbone"] = compare_with_backbone(program, request["backbone"])
     if request.get("dataset"):
         try:
             profile.update(evaluate_program(program, request["dataset"], request.get("data_source"),

@@ -24,13 +24,13 @@ MODULE = "harness.measurer"
 
 def measure(model_path: str | Path, input_shape: Sequence[int], timeout_s: float, *, threads: int,
             workdir: str | Path, dataset: str | None = None, data_source: str | None = None,
-            device: str = "cpu") -> dict:
-    """The profile (+ accuracy and latency with a dataset), or raise MeasureError (bad file, model that does not
-    run, timeout)."""
+            device: str = "cpu", backbone: str | Path | None = None) -> dict:
+    """The profile (+ accuracy and latency with a dataset, + the comparison with a pretrained `backbone` file), or
+    raise MeasureError (bad file, model that does not run, timeout)."""
     zygote = shared(MODULE)
     zygote.send({"model": str(model_path), "input_shape": list(input_shape), "dataset": dataset,
                  "data_source": data_source, "device": device, "threads": threads, "workdir": str(workdir),
-                 "timeout_s": timeout_s})
+                 "timeout_s": timeout_s, "backbone": str(backbone) if backbone else None})
     try:
         profile = zygote.receive(timeout_s + STARTUP_GRACE_S)
     except ZygoteDied as exc:

@@ -52,6 +52,7 @@ class AssignmentSpec:
     reference_notebook: Path | None = None  # [timing]: the reference solution timed by `dlgrade calibrate`
     calibration_runs: int = 3  # [timing] runs: the reference's cached times are the median of this many runs
     leaderboard: LeaderboardSpec = LeaderboardSpec()
+    backbone: str | None = None  # [backbone] name: a pretrained backbone given to the notebook (data_dir/backbone.pt)
 
     @property
     def submissions_dir(self) -> Path:
@@ -120,6 +121,9 @@ def load_spec(id_or_dir: str | Path) -> AssignmentSpec:
         if not reference_notebook.is_file():
             raise SpecError(f"{toml_path}: [timing] reference_notebook {reference_notebook.name} not found")
     parameters = dict(data.get("parameters", {}))
+    backbone = data.get("backbone", {}).get("name")
+    if any(c.kind == "frozen_backbone" for c in checks) and not backbone:
+        raise SpecError(f"{toml_path}: a frozen_backbone check needs [backbone] name = ... (the pretrained backbone)")
     return AssignmentSpec(
         id=assignment_id,
         title=meta.get("title", assignment_id),
@@ -135,6 +139,7 @@ def load_spec(id_or_dir: str | Path) -> AssignmentSpec:
         reference_notebook=reference_notebook,
         calibration_runs=calibration_runs,
         leaderboard=leaderboard_spec(data.get("leaderboard", {}), parameters.get("dataset"), toml_path),
+        backbone=backbone,
     )
 
 

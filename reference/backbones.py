@@ -21,8 +21,29 @@ TORCHVISION_RESNET18_FILE = "resnet18-f37072fd.pth"  # torchvision.models.ResNet
 TORCHVISION_RESNET18_URL = f"https://download.pytorch.org/models/{TORCHVISION_RESNET18_FILE}"
 
 
+BACKBONES = ("digits32_resnet18",)  # names an assignment's [backbone] can use
+
+
 class BackboneError(Exception):
     """A backbone file that is missing or is not what it claims; the message says what to place where."""
+
+
+def ensure_backbone(name: str) -> Path:
+    """The cached file of backbone `name`, pretrained on first use ($DLGRADE_CACHE/backbones, keyed by the reference
+    recipe's hash: editing reference/train.py or the models makes a new one). Written atomically."""
+    import os
+
+    from harness.calibrate import recipe_hash
+
+    if name not in BACKBONES:
+        raise BackboneError(f"unknown backbone '{name}': use one of {', '.join(BACKBONES)}")
+    cache = Path(os.environ.get("DLGRADE_CACHE", Path.home() / ".cache" / "dlgrade")) / "backbones"
+    path = cache / f"{name}-{recipe_hash()[:12]}.pt"
+    if not path.is_file():
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        pretrain_digits_backbone(partial)
+        partial.replace(path)
+    return path
 
 
 def pretrain_digits_backbone(out: str | Path, epochs: int = DIGITS_BACKBONE["epochs"],

@@ -54,3 +54,41 @@ def test_torchvision_weights_come_from_a_local_file_never_a_download(tmp_path, m
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "broken.pth")
     with pytest.raises(BackboneError, match="is not torchvision's ResNet18 state dict"):
         torchvision_backbone(tmp_path / "broken.pth")
+
+
+FROZEN = """\
+from pathlib import Path
+import torch
+from reference.backbones import load_digits_backbone
+model, meta = load_digits_backbone(Path(data_dir) / "backbone.pt")
+for p in model.parameters():
+    p.requires_grad_(False)
+model.linear = torch.nn.Linear(model.linear.in_features, 5)  # the new head: the only trainable layer
+"""
+UNFROZEN = FROZEN + "with torch.no_grad():\n    model.layer1[0].conv1.weight.add_(0.01)  # trained it too\n"
+BACKBONE_TOML = """
+[backbone]
+name = "digits32_resnet18"
+
+[[checks]]
+id = "frozen"
+kind = "frozen_backbone"
+points = 2
+head = "linear"
+"""
+
+
+def test_the_freeze_check_compares_the_export_with_the_backbone_file_in_the_measuring_process(tiny):
+    from harness.grade import grade_one
+
+    spec, write = tiny(extra_toml=BACKBONE_TOML, input_shape=(3, 32, 32),
+                       submit="import harness\nharness.submit(model, torch.randn(2, 3, 32, 32))")
+    frozen, unfrozen = (grade_one(write([cells]), spec, threads=1) for cells in (FROZEN, UNFROZEN))
+    check = {r.submission: next(c for c in r.checks if c.id == "frozen") for r in (frozen, unfrozen)}
+    assert frozen.status == unfrozen.status == "graded"
+    ok, changed = check[frozen.submission], check[unfrozen.submission]
+    assert (ok.passed, ok.points) == (True, 2.0)
+    assert ok.got == "36 parameters unchanged"  # ResNet18 w0.25 with one block per stage, without its head
+    assert (changed.passed, changed.points, changed.got) == (False, 0.0, "1 of 36 parameters changed")
+    assert "layer1.0.conv1.weight (max |change| 0.01)" in changed.message and "requires_grad_(False)" in changed.message
+    assert frozen.metrics["trainable_params"] == 128 * 5 + 5  # only the head
