@@ -25,8 +25,13 @@ class CalibrationError(Exception):
     """The reference solution did not run cleanly; the message says why."""
 
 
+def cache_root() -> Path:
+    """$DLGRADE_CACHE or ~/.cache/dlgrade: calibrations and pretrained backbones."""
+    return Path(os.environ.get("DLGRADE_CACHE", Path.home() / ".cache" / "dlgrade"))
+
+
 def cache_dir() -> Path:
-    return Path(os.environ.get("DLGRADE_CACHE", Path.home() / ".cache" / "dlgrade")) / "calibration"
+    return cache_root() / "calibration"
 
 
 def recipe_hash() -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from pathlib import Path
 import nbformat
 
 from harness import zygote
-from harness.processes import kill_tree, tree_rss_bytes
+from harness.processes import kill_tree, scrubbed_env, tree_rss_bytes
 
 RUNNER = "harness.kernel_runner"
 POLL_S = 0.1
@@ -62,21 +61,9 @@ class Sandbox:
     data_dir = property(lambda self: self.root / "data")
 
     def env(self, threads: int) -> dict[str, str]:
-        """A scrubbed environment: nothing of the grader's (tokens, paths to grading state) leaks in."""
-        env = {
-            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(self.root / "home"),
-            "TMPDIR": str(self.root / "tmp"),
-            "LANG": "C.UTF-8",
-            "PYTHONNOUSERSITE": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "MPLBACKEND": "Agg",
-            "DLGRADE_OUTPUT_DIR": str(self.output_dir),
-        }
-        if "CUDA_VISIBLE_DEVICES" in os.environ:  # the GPU this worker is pinned to
-            env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
-        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
-        return env
+        """The kernel's scrubbed environment, with its home, temp and output directories in the sandbox."""
+        return {**scrubbed_env(self.root / "home", self.root / "tmp", threads), "MPLBACKEND": "Agg",
+                "DLGRADE_OUTPUT_DIR": str(self.output_dir)}
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

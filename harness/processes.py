@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 import sys
+from pathlib import Path
 
 import psutil
 
@@ -14,6 +16,24 @@ PR_SET_CHILD_SUBREAPER = 36
 def prctl(option: int, value: int) -> None:
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+
+
+def scrubbed_env(home: str | Path, tmp: str | Path, threads: int) -> dict[str, str]:
+    """The environment of every process the grader starts: nothing of the grader's own (tokens, paths to grading
+    state) leaks in; only the GPU this worker is pinned to and a pinned CPU thread count."""
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(home),
+        "TMPDIR": str(tmp),
+        "LANG": "C.UTF-8",
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+    }
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
+    return env
 
 
 def die_with_parent() -> None:

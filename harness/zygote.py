@@ -24,9 +24,8 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 
-from harness.processes import die_with_parent
+from harness.processes import die_with_parent, scrubbed_env
 
 STARTUP_GRACE_S = 120.0  # the first job may wait for the zygote's imports and warm-up
 
@@ -116,11 +115,7 @@ class Zygote:
         self.close()
         self._home = tempfile.mkdtemp(prefix="dlgrade-zygote-")
         self._stderr = tempfile.TemporaryFile()
-        env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin", "HOME": self._home,
-               "TMPDIR": self._home, "LANG": "C.UTF-8", "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1",
-               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # no thread pool exists when it forks
-        if "CUDA_VISIBLE_DEVICES" in os.environ:  # the GPU this worker is pinned to
-            env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
+        env = scrubbed_env(self._home, self._home, threads=1)  # 1 thread: no thread pool exists when it forks
         self._proc = subprocess.Popen([sys.executable, "-m", self.module], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=self._stderr, env=env, cwd=self._home,
                                       start_new_session=True)

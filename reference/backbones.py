@@ -33,12 +33,11 @@ def ensure_backbone(name: str) -> Path:
     recipe's hash: editing reference/train.py or the models makes a new one). Written atomically."""
     import os
 
-    from harness.calibrate import recipe_hash
+    from harness.calibrate import cache_root, recipe_hash
 
     if name not in BACKBONES:
         raise BackboneError(f"unknown backbone '{name}': use one of {', '.join(BACKBONES)}")
-    cache = Path(os.environ.get("DLGRADE_CACHE", Path.home() / ".cache" / "dlgrade")) / "backbones"
-    path = cache / f"{name}-{recipe_hash()[:12]}.pt"
+    path = cache_root() / "backbones" / f"{name}-{recipe_hash()[:12]}.pt"
     if not path.is_file():
         partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         pretrain_digits_backbone(partial)
