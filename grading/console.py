@@ -29,6 +29,9 @@ def format_result(result: SubmissionResult) -> str:
     lines.append(f"metrics: params {_fmt(m['params'])}, trainable {_fmt(m['trainable_params'])}, "
                  f"MACs {_fmt(m['macs'])}, accuracy {_fmt(m['accuracy'])}, train_time_s {_fmt(m['train_time_s'])}, "
                  f"time_ratio {_fmt(m['time_ratio'])}; run {result.run['wall_s']} s on {result.run['device']}")
+    for name, extra in m.get("models", {}).items():
+        lines.append(f"  extra model '{name}': params {_fmt(extra['params'])}, trainable "
+                     f"{_fmt(extra['trainable_params'])}, MACs {_fmt(extra['macs'])}, accuracy {_fmt(extra['accuracy'])}")
     lines += [textwrap.fill(f"note: {note}", 110, subsequent_indent="  ") for note in result.notes]
     return "\n".join(lines)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from harness.spec import CheckSpec
 
@@ -40,6 +40,13 @@ class Evidence:
     default_reference: str | None
     metrics: dict  # the result's metrics: accuracy, train_time_s, time_ratio, exec_ratio, ...
     test_cells: dict = field(default_factory=dict)  # grade_id -> TestCellOutcome of nbgrader test cells that ran
+    models: dict = field(default_factory=dict)  # name -> profile of each extra model the notebook submitted
+
+    def of_model(self, name: str) -> Evidence:
+        """The same evidence seen from extra model `name`: its profile, and its measurements in the metrics."""
+        profile = self.models[name]
+        metrics = {**self.metrics, **{key: value for key, value in profile.items() if key in self.metrics}}
+        return replace(self, profile=profile, metrics=metrics)
 
 
 @dataclass
@@ -63,7 +70,18 @@ def check_kind(name: str):
 
 
 def run_check(spec: CheckSpec, evidence: Evidence) -> CheckResult:
+    """Option `model` (any kind): check that extra model of the submission instead of the main one."""
+    name = spec.options.get("model")
+    if name is not None:
+        if name not in evidence.models:
+            return _result(spec, 0.0, f"model '{name}'", None, _missing_model(name))
+        evidence = evidence.of_model(name)
     return CHECK_KINDS[spec.kind](spec, evidence)
+
+
+def _missing_model(name: str) -> str:
+    return (f"the notebook did not submit the model '{name}': keep the assignment's last (locked) cell, which "
+            f"submits it with harness.submit(..., extra_models={{'{name}': ...}}).")
 
 
 def not_graded(spec: CheckSpec, reason: str) -> CheckResult:
@@ -237,6 +255,36 @@ def check_accuracy(spec: CheckSpec, evidence: Evidence) -> CheckResult:
     return _result(spec, 0.0, threshold, got,
                    f"accuracy on the held-out split {got:.2%}, below the required {threshold:.2%}: train longer or "
                    "with a better learning rate, and check the validation accuracy your notebook prints.")
+
+
+@check_kind("beats")
+def check_beats(spec: CheckSpec, evidence: Evidence) -> CheckResult:
+    """More accurate on the held-out split than the extra model `baseline` (e.g. the same network trained from
+    scratch on the same budget) by more than `margin` (default 0). Both accuracies are measured by the grader; the
+    baseline must have the same number of parameters (the same architecture), or the comparison says nothing."""
+    baseline = spec.options["baseline"]
+    margin = float(spec.options.get("margin", 0.0))
+    accuracy = evidence.metrics.get("accuracy")
+    if baseline not in evidence.models:
+        return _result(spec, 0.0, f"above '{baseline}'", accuracy, _missing_model(baseline))
+    other = evidence.models[baseline]
+    if accuracy is None or other.get("accuracy") is None:
+        return _result(spec, 0.0, f"above '{baseline}'", accuracy, "no accuracy was measured: the assignment "
+                       "trains on no dataset.")
+    needed = round(other["accuracy"] + margin, 6)
+    compared = f"{accuracy:.1%} on the held-out split against {other['accuracy']:.1%} for '{baseline}'"
+    if evidence.profile["params"] != other["params"]:
+        return _result(spec, 0.0, needed, accuracy,
+                       f"{compared}, but '{baseline}' has {other['params']:,} parameters and this model "
+                       f"{evidence.profile['params']:,}: the comparison needs the same architecture (same head "
+                       "too), trained the same number of epochs.")
+    if accuracy > needed:
+        return _result(spec, 1.0, needed, accuracy, f"{compared} ({(accuracy - other['accuracy']) * 100:+.1f} "
+                       "points).")
+    return _result(spec, 0.0, needed, accuracy,
+                   f"{compared}: not more accurate{f' by more than {margin:.1%}' if margin else ''}. With the same "
+                   "small budget, the pretrained features should win: check that the head trains (learning rate, "
+                   "which parameters reach the optimizer) and that the backbone is the pretrained one.")
 
 
 @check_kind("frozen_backbone")

@@ -75,13 +75,17 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
         answers = collect(box, report)
         profile = measure(box, spec, dataset, data_source, device, threads, backbone)
         result.metrics.update({key: profile.get(key) for key in MEASURED_METRICS})
+        extras = measure_extra_models(box, spec, dataset, data_source, device, threads, backbone)
+        if extras:
+            result.metrics["models"] = {name: {key: p.get(key) for key in EXTRA_MODEL_METRICS}
+                                        for name, p in extras.items()}
         if not profile["flops_check_ok"]:
             result.notes.append(f"cross-check mismatch: FlopCounterMode {profile['flops_check']:,} != 2 x fvcore "
                                 f"conv+linear {profile['macs_conv_linear']:,}")
         if timing and spec.reference_notebook is not None:
             result.metrics.update(compare_times(spec, parameters, result, threads, data_source))
         evidence = Evidence(profile, answers, reference_profile, spec.reference, result.metrics,
-                            test_cell_outcomes(report))
+                            test_cell_outcomes(report), extras)
         result.checks = [run_check(check, evidence) for check in checks]
     except NotGraded as exc:
         result.status = exc.status
@@ -99,6 +103,7 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
 
 MEASURED_METRICS = ("params", "trainable_params", "macs", "accuracy", "latency_ms", "activation_shapes", "architecture",
                     "weight_bits", "activation_bits", "structured_sparsity", "unstructured_sparsity")
+EXTRA_MODEL_METRICS = ("params", "trainable_params", "macs", "accuracy")  # metrics.models[name] for extra models
 
 
 def grading_parameters(spec: AssignmentSpec, overrides: dict, selfcheck: bool) -> dict:
@@ -261,13 +266,22 @@ def provide_backbone(spec: AssignmentSpec, box: Sandbox) -> Path | None:
 
 
 def measure(box: Sandbox, spec: AssignmentSpec, dataset: str | None, data_source: str | None, device: str,
-            threads: int, backbone: Path | None) -> dict:
+            threads: int, backbone: Path | None, name: str = "model") -> dict:
     try:
-        return measurer.measure(box.output_dir / "model.pt2", spec.input_shape, spec.limits.measure_timeout_s,
+        return measurer.measure(box.output_dir / f"{name}.pt2", spec.input_shape, spec.limits.measure_timeout_s,
                                 threads=threads, workdir=box.root / "tmp", dataset=dataset, data_source=data_source,
                                 device=device, backbone=backbone)
     except MeasureError as exc:
-        raise NotGraded("failed", "measure_failed", str(exc)) from None
+        which = "" if name == "model" else f"extra model '{name}': "
+        raise NotGraded("failed", "measure_failed", which + str(exc)) from None
+
+
+def measure_extra_models(box: Sandbox, spec: AssignmentSpec, dataset: str | None, data_source: str | None,
+                         device: str, threads: int, backbone: Path | None) -> dict[str, dict]:
+    """name -> profile of each extra model the assignment declares and the notebook submitted (`<name>.pt2`);
+    files of other names are never read. A missing one fails only the checks that need it."""
+    return {name: measure(box, spec, dataset, data_source, device, threads, backbone, name)
+            for name in spec.extra_models if (box.output_dir / f"{name}.pt2").is_file()}
 
 
 @functools.lru_cache(maxsize=None)

@@ -5,6 +5,7 @@ format and harness/checks.py for the check kinds).
 """
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,8 @@ from harness.execute import Limits
 
 ASSIGNMENTS_DIR = Path(__file__).resolve().parent.parent / "assignments"
 HARNESS_PARAMETERS = ("output_dir", "data_dir", "device")  # set by the harness for every run, never overridable
+EXTRA_MODEL_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")  # harness.submit(..., extra_models={name: module})
+MODEL_OPTIONS = ("model", "baseline")  # check options that name an extra model
 
 
 class SpecError(Exception):
@@ -53,6 +56,7 @@ class AssignmentSpec:
     calibration_runs: int = 3  # [timing] runs: the reference's cached times are the median of this many runs
     leaderboard: LeaderboardSpec = LeaderboardSpec()
     backbone: str | None = None  # [backbone] name: a pretrained backbone given to the notebook (data_dir/backbone.pt)
+    extra_models: tuple[str, ...] = ()  # [assignment] extra_models: other models the notebook submits, measured too
 
     @property
     def submissions_dir(self) -> Path:
@@ -121,6 +125,7 @@ def load_spec(id_or_dir: str | Path) -> AssignmentSpec:
         if not reference_notebook.is_file():
             raise SpecError(f"{toml_path}: [timing] reference_notebook {reference_notebook.name} not found")
     parameters = dict(data.get("parameters", {}))
+    extra_models = extra_model_names(meta, checks, toml_path)
     backbone = data.get("backbone", {}).get("name")
     if any(c.kind == "frozen_backbone" for c in checks) and not backbone:
         raise SpecError(f"{toml_path}: a frozen_backbone check needs [backbone] name = ... (the pretrained backbone)")
@@ -140,7 +145,26 @@ def load_spec(id_or_dir: str | Path) -> AssignmentSpec:
         calibration_runs=calibration_runs,
         leaderboard=leaderboard_spec(data.get("leaderboard", {}), parameters.get("dataset"), toml_path),
         backbone=backbone,
+        extra_models=extra_models,
     )
+
+
+def extra_model_names(meta: dict, checks: list[CheckSpec], toml_path: Path) -> tuple[str, ...]:
+    """[assignment] extra_models = ["finetuned", "scratch"]: the only extra models the grader reads and measures;
+    a check's `model` / `baseline` option must name one of them."""
+    names = tuple(meta.get("extra_models", ()))
+    for name in names:
+        if not isinstance(name, str) or not EXTRA_MODEL_NAME.fullmatch(name) or name == "model":
+            raise SpecError(f"{toml_path}: extra model name {name!r}: use a short lowercase identifier ('scratch')")
+    for check in checks:
+        for option in MODEL_OPTIONS:
+            name = check.options.get(option)
+            if name is not None and name not in names:
+                raise SpecError(f"{toml_path}: check '{check.id}' {option} = {name!r} is not one of [assignment] "
+                                f"extra_models ({', '.join(names) or 'none declared'})")
+    if any(c.kind == "beats" and "baseline" not in c.options for c in checks):
+        raise SpecError(f"{toml_path}: a beats check needs baseline = \"<extra model>\"")
+    return names
 
 
 def leaderboard_spec(table: dict, dataset: str | None, toml_path: Path) -> LeaderboardSpec:

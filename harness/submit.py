@@ -1,7 +1,9 @@
 """`harness.submit(model, example_input, **answers)`: what the locked last cell of every notebook calls.
 
-Under the grader (DLGRADE_OUTPUT_DIR set) it writes `model.pt2` (torch.export, dynamic batch) and `answers.json` to
-the run's output directory; nothing else leaves the kernel, and even these are only data to the grader.
+Under the grader (DLGRADE_OUTPUT_DIR set) it writes `model.pt2` (torch.export, dynamic batch), one `<name>.pt2` per
+extra model (e.g. the from-scratch baseline of a transfer-learning lab) and `answers.json` to the run's output
+directory; nothing else leaves the kernel, and even these are only data to the grader (which reads only the extra
+models its assignment declares).
 In plain Jupyter it writes to ./dlgrade_out/ and prints a quick local profile.
 """
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from torch import nn
 
 from harness.export import ExportError, export_model
+from harness.spec import EXTRA_MODEL_NAME
 
 LOCAL_OUTPUT_DIR = "dlgrade_out"
 
@@ -23,17 +26,27 @@ class SubmissionError(Exception):
     """An answer that cannot be submitted; the message says how to fix it."""
 
 
-def submit(model: nn.Module, example_input: torch.Tensor, **answers) -> Path:
-    """Export `model` and save the exercise `answers` for grading. Returns the output directory."""
+def submit(model: nn.Module, example_input: torch.Tensor, extra_models: dict[str, nn.Module] | None = None,
+           **answers) -> Path:
+    """Export `model` (and each of `extra_models`, name -> module) and save the exercise `answers` for grading.
+    Returns the output directory. Every model is exported before anything is written."""
     graded = "DLGRADE_OUTPUT_DIR" in os.environ
     out = Path(os.environ.get("DLGRADE_OUTPUT_DIR", LOCAL_OUTPUT_DIR))
     out.mkdir(parents=True, exist_ok=True)
     plain_answers = {name: to_plain(value, name) for name, value in answers.items() if value is not None}
-    program = export_model(model, example_input)  # ExportError says what to change
-    torch.export.save(program, out / "model.pt2")
+    programs = {"model": export_model(model, example_input)}  # ExportError says what to change
+    for name, extra in (extra_models or {}).items():
+        if not EXTRA_MODEL_NAME.fullmatch(str(name)) or name == "model":
+            raise SubmissionError(f"extra model name {name!r}: use a short lowercase identifier such as 'scratch'")
+        try:
+            programs[name] = export_model(extra, example_input)
+        except ExportError as exc:
+            raise ExportError(f"extra model '{name}': {exc}") from exc
+    for name, program in programs.items():
+        torch.export.save(program, out / f"{name}.pt2")
     (out / "answers.json").write_text(json.dumps(plain_answers, indent=1))
     if not graded:
-        print_local_profile(program, plain_answers, out)
+        print_local_profile(programs["model"], plain_answers, out, list(programs))
     return out
 
 
@@ -57,11 +70,12 @@ def to_plain(value, name: str):
     )
 
 
-def print_local_profile(program, answers: dict, out: Path) -> None:
+def print_local_profile(program, answers: dict, out: Path, names) -> None:
     from harness.measure import profile_program
 
     profile = profile_program(program)
-    print(f"saved {out / 'model.pt2'} and {out / 'answers.json'} (answers: {', '.join(answers) or 'none'})")
+    print(f"saved {', '.join(str(out / f'{name}.pt2') for name in names)} and {out / 'answers.json'} "
+          f"(answers: {', '.join(answers) or 'none'})")
     print(f"parameters {profile['params']:,} (trainable {profile['trainable_params']:,}), "
           f"MACs {profile['macs']:,} for one {tuple(profile['input_shape'])} input, "
           f"output {tuple(profile['output_shape'])}")

@@ -78,16 +78,17 @@ def tiny(tmp_path: Path):
     """make(limits...) -> (spec, write(cells, ...) -> path of a submission notebook)."""
 
     def make(timeout_s=120, cell_timeout_s=60, memory_gb=2, extra_toml="", reference_cells=None, submit=SUBMIT,
-             input_shape=(3, 4, 4)):
-        """extra_toml is appended to assignment.toml; reference_cells = (cells, tags) become reference.ipynb;
-        submit is the assignment's locked submit cell (restored into every submission)."""
+             input_shape=(3, 4, 4), assignment_keys=""):
+        """extra_toml is appended to assignment.toml, assignment_keys to its [assignment] table; reference_cells =
+        (cells, tags) become reference.ipynb; submit is the assignment's locked submit cell (restored into every
+        submission)."""
         root = tmp_path / "tiny"
         (root / "submissions").mkdir(parents=True, exist_ok=True)
         nbformat.write(notebook([MODEL], submit=submit), root / "tiny.ipynb")
         if reference_cells is not None:
             nbformat.write(notebook(reference_cells[0], tags=reference_cells[1]), root / "reference.ipynb")
         toml = TOML.format(timeout_s=timeout_s, cell_timeout_s=cell_timeout_s, memory_gb=memory_gb)
-        toml = toml.replace("input_shape = [3, 4, 4]", f"input_shape = {list(input_shape)}")
+        toml = toml.replace("input_shape = [3, 4, 4]", f"input_shape = {list(input_shape)}\n{assignment_keys}")
         (root / "assignment.toml").write_text(toml + extra_toml)
         counter = iter(range(1000))
 

@@ -7,6 +7,7 @@ import torch
 from harness.data import raw_split, source_paths
 from reference.backbones import (TORCHVISION_RESNET18_FILE, BackboneError, load_digits_backbone,
                                  pretrain_digits_backbone, torchvision_backbone)
+from tests.conftest import MODEL
 
 
 @pytest.mark.parametrize("name, classes, sizes", [("digits32_0to4", range(5), (631, 90, 180)),
@@ -92,3 +93,58 @@ def test_the_freeze_check_compares_the_export_with_the_backbone_file_in_the_meas
     assert (changed.passed, changed.points, changed.got) == (False, 0.0, "1 of 36 parameters changed")
     assert "layer1.0.conv1.weight (max |change| 0.01)" in changed.message and "requires_grad_(False)" in changed.message
     assert frozen.metrics["trainable_params"] == 128 * 5 + 5  # only the head
+
+
+EXTRA_MODELS_TOML = """
+[[checks]]
+id = "scratch_params"
+kind = "params"
+model = "scratch"
+points = 1
+expected = 69
+
+[[checks]]
+id = "finetuned_output"
+kind = "output_shape"
+model = "finetuned"
+points = 1
+expected = [10]
+"""
+SUBMIT_EXTRA = ("import harness\nharness.submit(model, torch.randn(2, 3, 4, 4), extra_models={"
+                "'scratch': nn.Sequential(nn.Flatten(), nn.Linear(48, 1), nn.Linear(1, 10)), **extra})")
+
+
+def test_extra_models_are_measured_when_declared_and_a_missing_one_fails_only_its_checks(tiny):
+    from harness.grade import grade_one
+
+    spec, write = tiny(extra_toml=EXTRA_MODELS_TOML, submit=SUBMIT_EXTRA,
+                       assignment_keys='extra_models = ["finetuned", "scratch"]')
+    # the undeclared extra model 'other' is written by the kernel but never read by the grader
+    result = grade_one(write([MODEL, "extra = {'other': nn.Sequential(nn.Flatten(), nn.Linear(48, 2))}"]), spec, threads=1)
+    checks = {c.id: c for c in result.checks}
+    assert result.status == "graded", result.error
+    # scratch: Linear(48, 1) + Linear(1, 10) = 49 + 20 parameters, 48 + 10 MACs
+    assert result.metrics["models"] == {"scratch": {"params": 69, "trainable_params": 69, "macs": 58,
+                                                    "accuracy": None}}
+    assert (checks["params"].passed, checks["scratch_params"].passed) == (True, True)
+    assert (checks["finetuned_output"].passed, checks["finetuned_output"].got) == (False, None)
+    assert "did not submit the model 'finetuned'" in checks["finetuned_output"].message
+    assert (result.score, result.max_score) == (4.0, 5.0)  # params 2 + output 1 + scratch_params 1
+
+
+def test_a_check_naming_an_undeclared_extra_model_is_a_spec_error(tiny):
+    from harness.spec import SpecError
+
+    with pytest.raises(SpecError, match="check 'scratch_params' model = 'scratch' is not one of \\[assignment\\] "
+                                        "extra_models \\(finetuned\\)"):
+        tiny(extra_toml=EXTRA_MODELS_TOML, assignment_keys='extra_models = ["finetuned"]')
+
+
+def test_submit_refuses_an_extra_model_name_that_is_not_an_identifier_before_writing_anything(tmp_path, monkeypatch):
+    from harness.submit import SubmissionError, submit
+
+    monkeypatch.chdir(tmp_path)
+    linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 2))
+    with pytest.raises(SubmissionError, match="extra model name '../model': use a short lowercase identifier"):
+        submit(linear, torch.randn(2, 3, 4, 4), extra_models={"../model": linear})
+    assert not list((tmp_path / "dlgrade_out").iterdir())

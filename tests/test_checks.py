@@ -108,3 +108,41 @@ def test_autograd_answers_are_compared_with_torch_autograd():
     assert result.expected == [14.0, 0.0]
     assert result.points == 1.0
     assert "case 2: expected 0.0, got 0.3" in result.message
+
+
+def transfer_evidence(accuracy=0.8, scratch=None) -> Evidence:
+    models = {} if scratch is None else {"scratch": {"params": 62430, "accuracy": 0.5, **scratch}}
+    return Evidence({**REFERENCE, "accuracy": accuracy}, {}, lambda name: REFERENCE, None,
+                    {"accuracy": accuracy, "params": 62430}, models=models)
+
+
+def test_beats_compares_two_accuracies_measured_by_the_grader():
+    won = run_check(check("beats", baseline="scratch"), transfer_evidence(0.8, {}))
+    assert (won.passed, won.points, won.expected, won.got) == (True, 2, 0.5, 0.8)
+    assert won.message == "80.0% on the held-out split against 50.0% for 'scratch' (+30.0 points)."
+    lost = run_check(check("beats", baseline="scratch", margin=0.05), transfer_evidence(0.54, {}))
+    assert (lost.passed, lost.points, lost.expected) == (False, 0, 0.55)
+    assert "not more accurate by more than 5.0%" in lost.message
+    tie = run_check(check("beats", baseline="scratch"), transfer_evidence(0.5, {}))
+    assert not tie.passed  # beating means strictly more accurate
+
+
+def test_beats_needs_the_same_architecture_and_the_baseline_model():
+    other = run_check(check("beats", baseline="scratch"), transfer_evidence(0.9, {"params": 645}))
+    assert (other.passed, other.points) == (False, 0)
+    assert "'scratch' has 645 parameters and this model 62,430: the comparison needs the same architecture" in \
+        other.message
+    missing = run_check(check("beats", baseline="scratch"), transfer_evidence(0.9))
+    assert (missing.passed, missing.got) == (False, 0.9)
+    assert "did not submit the model 'scratch'" in missing.message
+
+
+def test_the_model_option_checks_an_extra_model_instead_of_the_main_one():
+    evidence = transfer_evidence(0.5, {"accuracy": 0.97, "params": 645})
+    extra = run_check(check("accuracy", threshold=0.9, model="scratch"), evidence)
+    main = run_check(check("accuracy", threshold=0.9), evidence)
+    assert (extra.passed, extra.got, main.passed, main.got) == (True, 0.97, False, 0.5)
+    assert run_check(check("params", expected=645, model="scratch"), evidence).passed
+    missing = run_check(check("accuracy", threshold=0.9, model="finetuned"), evidence)
+    assert (missing.passed, missing.points, missing.expected) == (False, 0, "model 'finetuned'")
+    assert "extra_models={'finetuned': ...}" in missing.message
