@@ -37,7 +37,7 @@ c.CourseDirectory.db_url = "sqlite:///{db}"
 c.ExecutePreprocessor.timeout = {timeout}
 c.Execute.timeout = {timeout}
 '''
-CHECK_CELL = ("# Checked by the grader outside this notebook ({points:g} points): `{id}` ({kind}{options}).\n"
+CHECK_CELL = ("# Checked by the grader outside this notebook ({points:g} point{plural}): `{id}` ({kind}{options}).\n"
               "# Nothing to do in this cell; `dlgrade check --selfcheck` shows the result.")
 
 
@@ -52,8 +52,10 @@ def check_cells(spec: AssignmentSpec) -> list[nbformat.NotebookNode]:
         "(in a separate process, on data this notebook never sees). Their points count in your grade.",
         metadata={"nbgrader": _meta("dlgrade_checks_intro", grade=False)})]
     for check in spec.harness_checks:
-        options = "".join(f", {k} = {v}" for k, v in check.options.items() if k in ("threshold", "budget", "rel_tol"))
-        source = CHECK_CELL.format(points=check.points, id=check.id, kind=check.kind, options=options)
+        options = "".join(f", {k} = {v}" for k, v in check.options.items()
+                          if k in ("model", "baseline", "threshold", "budget", "rel_tol"))
+        source = CHECK_CELL.format(points=check.points, plural="" if check.points == 1 else "s", id=check.id,
+                                   kind=check.kind, options=options)
         cells.append(nbformat.v4.new_code_cell(source, metadata={"nbgrader": _meta(check.id, points=check.points)}))
     return cells
 

@@ -244,12 +244,18 @@ def check_answers(spec: CheckSpec, evidence: Evidence) -> CheckResult:
                    f"'{name}': {total - len(wrong)}/{total} correct; " + "; ".join(details) + ".")
 
 
+def _no_accuracy(profile: dict) -> str:
+    if profile.get("accuracy_error"):
+        return f"no accuracy was measured: {profile['accuracy_error']}."
+    return "no accuracy was measured: the assignment trains on no dataset."
+
+
 @check_kind("accuracy")
 def check_accuracy(spec: CheckSpec, evidence: Evidence) -> CheckResult:
     threshold = float(spec.options["threshold"])
     got = evidence.metrics.get("accuracy")
     if got is None:
-        return _result(spec, 0.0, threshold, None, "no accuracy was measured: the assignment trains on no dataset.")
+        return _result(spec, 0.0, threshold, None, _no_accuracy(evidence.profile))
     if got >= threshold:
         return _result(spec, 1.0, threshold, got, f"accuracy on the held-out split {got:.2%} >= {threshold:.2%}.")
     return _result(spec, 0.0, threshold, got,
@@ -269,8 +275,8 @@ def check_beats(spec: CheckSpec, evidence: Evidence) -> CheckResult:
         return _result(spec, 0.0, f"above '{baseline}'", accuracy, _missing_model(baseline))
     other = evidence.models[baseline]
     if accuracy is None or other.get("accuracy") is None:
-        return _result(spec, 0.0, f"above '{baseline}'", accuracy, "no accuracy was measured: the assignment "
-                       "trains on no dataset.")
+        unmeasured, whose = (evidence.profile, "this model") if accuracy is None else (other, f"'{baseline}'")
+        return _result(spec, 0.0, f"above '{baseline}'", accuracy, f"{whose}: {_no_accuracy(unmeasured)}")
     needed = round(other["accuracy"] + margin, 6)
     compared = f"{accuracy:.1%} on the held-out split against {other['accuracy']:.1%} for '{baseline}'"
     if evidence.profile["params"] != other["params"]:

@@ -223,7 +223,9 @@ def profile_file(path: str, input_shape: Sequence[int] | None = None) -> dict:
 
 def evaluate_program(ep: torch.export.ExportedProgram, dataset: str, source_dir: str | None = None,
                      device: str = "cpu", batch_size: int = 500) -> dict:
-    """Accuracy on the held-out split (batched, eval mode) and inference latency per image (batch 1)."""
+    """Accuracy on the held-out split (batched, eval mode) and inference latency per image (batch 1). A model that
+    does not return one score per class gets no accuracy, and `accuracy_error` says why (the other checks still
+    measure it: its output_shape check shows expected vs got)."""
     from harness.data import info, load_test
 
     x, y = load_test(dataset, source_dir)
@@ -232,14 +234,15 @@ def evaluate_program(ep: torch.export.ExportedProgram, dataset: str, source_dir:
     num_classes = info(dataset).num_classes
     correct = 0
     with torch.no_grad():
+        latency_ms = round(batch1_latency_s(module, x[:1].to(device), device) * 1000, 4)
         for start in range(0, len(y), batch_size):
             logits = module(x[start:start + batch_size].to(device))
             if logits.dim() != 2 or logits.shape[1] != num_classes:
-                raise MeasureError(f"the model returns shape {list(logits.shape[1:])} per example; {dataset} needs "
-                                   f"[{num_classes}] (one score per class)")
+                return {"accuracy": None, "latency_ms": latency_ms,
+                        "accuracy_error": f"the model returns shape {list(logits.shape[1:])} per example; {dataset} "
+                                          f"needs [{num_classes}] (one score per class)"}
             correct += int((logits.argmax(1).cpu() == y[start:start + batch_size]).sum())
-        latency_s = batch1_latency_s(module, x[:1].to(device), device)
-    return {"accuracy": round(correct / len(y), 6), "latency_ms": round(latency_s * 1000, 4)}
+    return {"accuracy": round(correct / len(y), 6), "latency_ms": latency_ms}
 
 
 def batch1_latency_s(module: torch.nn.Module, one: torch.Tensor, device: str, warmup: int = 5, runs: int = 50,
