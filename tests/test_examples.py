@@ -24,6 +24,22 @@ def examples():
                                id=f"{expected_toml.parent.parent.name}/{notebook.stem}")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def reference_timed_once():
+    """Each timed assignment's reference is calibrated with one run instead of the default median of 3: the examples
+    test grading outcomes (budgets of 3-8x), tests/test_timing.py tests calibration itself. Same parameters and
+    threads as `dlgrade check` uses below, so the checks read this entry from the session's cache."""
+    from harness.calibrate import calibrate
+    from harness.execute import cpu_threads
+    from harness.grade import grading_parameters
+    from harness.spec import load_spec
+
+    for toml in sorted(ASSIGNMENTS_DIR.glob("*/assignment.toml")):
+        spec = load_spec(toml.parent)
+        if spec.reference_notebook is not None:
+            calibrate(spec, grading_parameters(spec, {}, selfcheck=False), threads=cpu_threads(), runs=1)
+
+
 @pytest.mark.parametrize("assignment, notebook, expected", list(examples()))
 def test_example_submission_grades_as_expected(assignment, notebook, expected, tmp_path, capsys):
     assert expected is not None, f"{notebook.name} has no entry in expected.toml"
