@@ -19,7 +19,7 @@ from pathlib import Path
 
 import nbformat
 
-from harness import zygote
+from harness import isolation, zygote
 from harness.processes import kill_tree, scrubbed_env, tree_rss_bytes
 
 RUNNER = "harness.kernel_runner"
@@ -29,11 +29,20 @@ REPORT_GRACE_S = 15.0  # after killing the kernel, time the runner gets to send 
 
 @dataclass(frozen=True)
 class Limits:
-    timeout_s: float = 600.0
+    """[limits] of assignment.toml (docs/security.md says what each one stops)."""
+
+    timeout_s: float = 600.0  # whole run
     cell_timeout_s: float = 300.0
-    memory_gb: float = 4.0
+    memory_gb: float = 4.0  # resident memory of the kernel and everything it starts
     start_timeout_s: float = 60.0
     measure_timeout_s: float = 120.0
+    max_processes: int = 256  # processes + threads of the kernel's own user (root graders only): fork bombs
+    max_file_mb: float = 2048  # largest file the kernel may write
+    max_output_mb: float = 20  # cell outputs kept in the executed notebook; later ones are dropped
+    cpu_time_s: float | None = None  # CPU seconds per kernel process; default: timeout_s x the run's threads
+
+    def cpu_seconds(self, threads: int) -> int:
+        return int(self.cpu_time_s if self.cpu_time_s is not None else self.timeout_s * max(1, threads)) + 1
 
 
 def cpu_threads(workers: int = 1) -> int:
@@ -52,9 +61,19 @@ class Sandbox:
     @classmethod
     def create(cls) -> "Sandbox":
         box = cls(Path(tempfile.mkdtemp(prefix="dlgrade-run-")))
-        for sub in ("work", "out", "data", "home", "tmp"):
+        for sub in ("work", "out", "data", "home", "tmp", "runtime", "staging"):
             (box.root / sub).mkdir()
         return box
+
+    def hand_over(self, uid: int) -> None:
+        """Give the kernel's own user the directories it writes (work, out, home, tmp, its Jupyter runtime dir);
+        data and the run's root stay the grader's: readable, not writable (the root is not even listable)."""
+        self.root.chmod(0o711)
+        for sub in ("work", "out", "home", "tmp", "runtime"):
+            os.chown(self.root / sub, uid, uid)
+            (self.root / sub).chmod(0o700)
+        for path in (self.data_dir, *self.data_dir.rglob("*")):
+            path.chmod(0o755 if path.is_dir() else 0o644)
 
     work = property(lambda self: self.root / "work")
     output_dir = property(lambda self: self.root / "out")
@@ -63,7 +82,7 @@ class Sandbox:
     def env(self, threads: int) -> dict[str, str]:
         """The kernel's scrubbed environment, with its home, temp and output directories in the sandbox."""
         return {**scrubbed_env(self.root / "home", self.root / "tmp", threads), "MPLBACKEND": "Agg",
-                "DLGRADE_OUTPUT_DIR": str(self.output_dir)}
+                "DLGRADE_OUTPUT_DIR": str(self.output_dir), "JUPYTER_RUNTIME_DIR": str(self.root / "runtime")}
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -87,7 +106,8 @@ class ExecutionReport:
     cells: list[CellRun] = field(default_factory=list)
     notebook: nbformat.NotebookNode | None = None
     peak_rss_gb: float = 0.0
-    isolation: str = ""  # how masked paths were hidden from the kernel ("mount namespace", or "none: why")
+    sandbox: dict = field(default_factory=dict)  # {"mounts", "network", "user"}: harness.isolation
+    output_truncated_cell: int | None = None  # where the outputs passed max_output_mb
 
 
 def execute(nb: nbformat.NotebookNode, box: Sandbox, limits: Limits, kernel_name: str,
@@ -96,9 +116,15 @@ def execute(nb: nbformat.NotebookNode, box: Sandbox, limits: Limits, kernel_name
     started = time.monotonic()
     stderr_path = box.root / "runner.stderr"
     runner = zygote.shared(RUNNER)
+    uid = isolation.kernel_user()
+    if uid is not None:
+        box.hand_over(uid)
     runner.send({"notebook": nbformat.writes(nb), "kernel": kernel_name, "cell_timeout_s": limits.cell_timeout_s,
                  "start_timeout_s": limits.start_timeout_s, "mask": [str(p) for p in mask],
-                 "workdir": str(box.work), "env": box.env(threads), "stderr": str(stderr_path)})
+                 "workdir": str(box.work), "env": box.env(threads), "stderr": str(stderr_path),
+                 "kernel_user": uid, "staging": str(box.root / "staging"), "max_processes": limits.max_processes,
+                 "max_file_bytes": int(limits.max_file_mb * 1024**2), "cpu_time_s": limits.cpu_seconds(threads),
+                 "max_output_bytes": int(limits.max_output_mb * 1024**2)})
     try:
         hello = runner.receive(zygote.STARTUP_GRACE_S)
         if hello is None:
@@ -118,7 +144,7 @@ def execute(nb: nbformat.NotebookNode, box: Sandbox, limits: Limits, kernel_name
     outcome = killed_for or report["outcome"]
     message = _limit_message(killed_for, limits) or report["message"]
     return ExecutionReport(outcome, message, wall_s, _cell_runs(executed_nb, report), executed_nb, peak,
-                           report["isolation"])
+                           report["sandbox"], report["output_truncated_cell"])
 
 
 def _watch(runner: zygote.Zygote, pid: int, limits: Limits, started: float) -> tuple[str | None, float, dict]:

@@ -66,9 +66,14 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
         measurer.start()  # the first time, its imports and warm-up overlap the run
         report = execute(nb, box, spec.limits, spec.kernel, threads, mask)
         result.executed = report.notebook
-        if report.isolation.startswith("none"):
+        result.run["sandbox"] = report.sandbox
+        if report.sandbox.get("mounts", "").startswith("none"):
             result.notes.append(f"held-out data and assignment files were not hidden from the kernel "
-                                f"({report.isolation}); see docs/architecture.md")
+                                f"({report.sandbox['mounts']}); see docs/security.md")
+        if report.output_truncated_cell is not None:
+            result.notes.append(f"{_cell_text(report, report.output_truncated_cell)} printed more than the "
+                                f"{spec.limits.max_output_mb:g} MB of output the grader keeps: later outputs were "
+                                "dropped (print less, e.g. once per epoch)")
         result.notes += cell_error_notes(report)
         result.metrics.update(train_time_s=train_time_s(report), exec_time_s=exec_time_s(report))
         require_complete_run(report)
@@ -216,12 +221,22 @@ def train_time_s(report: ExecutionReport) -> float | None:
 
 # 3 collect -------------------------------------------------------------------------------------------------------
 
+def submitted(box: Sandbox, name: str) -> Path | None:
+    """`name` in the run's output directory if the kernel wrote it as a regular file; a link (to another student's
+    model, or to a grader file the measuring process could read) is refused, not followed."""
+    path = box.output_dir / name
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise NotGraded("failed", "not_a_file", f"{name} in the output directory is not a regular file written by "
+                        "harness.submit (a link or a directory): keep the assignment's submit cell as it is")
+    return path if path.exists() else None
+
+
 def collect(box: Sandbox, report: ExecutionReport) -> dict:
     """model.pt2 must exist; answers.json is the student's claims, read as bounded JSON."""
-    if not (box.output_dir / "model.pt2").is_file():
+    if submitted(box, "model.pt2") is None:
         raise _no_submission(report)
-    path = box.output_dir / "answers.json"
-    if not path.is_file() or path.stat().st_size > MAX_ANSWERS_BYTES:
+    path = submitted(box, "answers.json")
+    if path is None or path.stat().st_size > MAX_ANSWERS_BYTES:
         return {}
     try:
         answers = json.loads(path.read_text())
@@ -281,7 +296,7 @@ def measure_extra_models(box: Sandbox, spec: AssignmentSpec, dataset: str | None
     """name -> profile of each extra model the assignment declares and the notebook submitted (`<name>.pt2`);
     files of other names are never read. A missing one fails only the checks that need it."""
     return {name: measure(box, spec, dataset, data_source, device, threads, backbone, name)
-            for name in spec.extra_models if (box.output_dir / f"{name}.pt2").is_file()}
+            for name in spec.extra_models if submitted(box, f"{name}.pt2") is not None}
 
 
 @functools.lru_cache(maxsize=None)

@@ -7,55 +7,23 @@ written by the runner to a pipe that jupyter_client closes in the kernel it star
 code cannot write to it. Per-cell timing is papermill's own metadata (start_time, end_time, duration).
 
 The runner is a child subreaper, so every process the kernel forks stays in its process tree and the parent can
-kill all of them when the run ends. Before the kernel starts, the runner moves into a private mount namespace (when
-the OS allows it) and hides the given paths — the sources of the held-out data — from everything it starts.
+kill all of them when the run ends. Before the kernel starts, the runner isolates what it starts (`harness.isolation`:
+mount and network namespaces, an unprivileged kernel user, resource limits), and while the notebook runs it keeps at
+most `max_output_mb` of cell outputs.
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 import nbformat
 
+from harness import isolation
 from harness.processes import PR_SET_CHILD_SUBREAPER, kill_tree, prctl
 from harness.zygote import exit_reason, fork, read_until_eof, serve
-
-CLONE_NEWNS = 0x00020000
-MS_RDONLY, MS_BIND, MS_REC, MS_PRIVATE = 1, 4096, 16384, 1 << 18
-
-
-
-def mask_paths(paths: list[str]) -> str:
-    """Hide files (bind /dev/null over them) and directories (empty read-only tmpfs) in a private mount namespace.
-
-    Returns how isolation was achieved, or why not ("none: ...") — e.g. without CAP_SYS_ADMIN.
-    """
-    if not paths:
-        return "nothing to mask"
-    if not sys.platform.startswith("linux"):
-        return f"none: mount namespaces need Linux, not {sys.platform}"
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def call(result: int, what: str) -> None:
-        if result != 0:
-            raise OSError(ctypes.get_errno(), f"{what}: {os.strerror(ctypes.get_errno())}")
-
-    try:
-        call(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
-        call(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
-        for path in paths:
-            target = os.fsencode(path)
-            if os.path.isdir(path):
-                call(libc.mount(b"tmpfs", target, b"tmpfs", MS_RDONLY, b"size=4k"), f"hide {path}")
-            elif os.path.exists(path):
-                call(libc.mount(b"/dev/null", target, None, MS_BIND, None), f"hide {path}")
-    except OSError as exc:
-        return f"none: {exc.strerror}"
-    return "mount namespace"
-
 
 def _exit_requested(execute_reply: dict) -> bool:
     """IPython's exit()/quit() only asks the front-end to stop (payload 'ask_exit'); the kernel goes on."""
@@ -63,10 +31,46 @@ def _exit_requested(execute_reply: dict) -> bool:
     return any(item.get("source") == "ask_exit" for item in payload)
 
 
-def run(nb: nbformat.NotebookNode, kernel_name: str, cell_timeout_s: float, start_timeout_s: float) -> dict:
+def kernel_manager_for(uid: int | None):
+    """jupyter_client's kernel manager; for an unprivileged kernel, its connection file is handed to that user."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class SandboxedKernelManager(AsyncKernelManager):
+        def write_connection_file(self, **kwargs) -> None:
+            super().write_connection_file(**kwargs)
+            if uid is not None:
+                os.chown(self.connection_file, uid, uid)
+
+    return SandboxedKernelManager
+
+
+def output_capped_client(max_output_bytes: int):
+    """papermill's notebook client keeping at most `max_output_bytes` of outputs (counted as JSON); later outputs
+    are dropped and `truncated_cell` says where the cap was reached."""
+    from papermill.clientwrap import PapermillNotebookClient
+
+    class OutputCappedClient(PapermillNotebookClient):
+        output_bytes = 0
+        truncated_cell: int | None = None
+
+        def output(self, outs, msg, display_id, cell_index):
+            self.output_bytes += len(json.dumps(msg.get("content", {})))
+            if self.output_bytes <= max_output_bytes:
+                return super().output(outs, msg, display_id, cell_index)
+            if self.truncated_cell is None:
+                self.truncated_cell = cell_index
+                outs.append(nbformat.v4.new_output("stream", name="stderr", text=(
+                    f"[dlgrade: the notebook's outputs passed {max_output_bytes / 1024**2:g} MB; later outputs "
+                    "were dropped]\n")))
+            return None
+
+    return OutputCappedClient
+
+
+def run(nb: nbformat.NotebookNode, kernel_name: str, cell_timeout_s: float, start_timeout_s: float,
+        max_output_bytes: int = 2**62, kernel_uid: int | None = None) -> dict:
     from jupyter_client.kernelspec import NoSuchKernel
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
-    from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import NotebookExecutionManager
 
     # papermill marks cells that never ran as "completed" when the run ends early, so its status field cannot
@@ -86,18 +90,21 @@ def run(nb: nbformat.NotebookNode, kernel_name: str, cell_timeout_s: float, star
     nb_man = NotebookExecutionManager(nb, output_path=None, progress_bar=False, log_output=False)
     nb_man.notebook_start()
     outcome, message = "completed", ""
+    client = output_capped_client(max_output_bytes)(
+        nb_man,
+        kernel_name=kernel_name,
+        kernel_manager_class=kernel_manager_for(kernel_uid),
+        timeout=cell_timeout_s,
+        startup_timeout=start_timeout_s,
+        allow_errors=True,  # a failing test cell costs its points, it does not stop grading
+        shutdown_kernel="immediate",  # its state is thrown away: a graceful shutdown only costs seconds
+        on_cell_execute=on_cell_execute,
+        on_cell_executed=on_cell_executed,
+        log=logging.getLogger("papermill"),
+    )
+    as_user = {} if kernel_uid is None else {"user": kernel_uid, "group": kernel_uid, "extra_groups": []}
     try:
-        PapermillNotebookClient(
-            nb_man,
-            kernel_name=kernel_name,
-            timeout=cell_timeout_s,
-            startup_timeout=start_timeout_s,
-            allow_errors=True,  # a failing test cell costs its points, it does not stop grading
-            shutdown_kernel="immediate",  # its state is thrown away: a graceful shutdown only costs seconds
-            on_cell_execute=on_cell_execute,
-            on_cell_executed=on_cell_executed,
-            log=logging.getLogger("papermill"),
-        ).execute()
+        client.execute(**as_user)  # Popen arguments of the kernel process
     except CellTimeoutError as exc:
         outcome, message = "cell_timeout", str(exc).splitlines()[0] if str(exc) else "cell timed out"
     except DeadKernelError as exc:
@@ -119,6 +126,7 @@ def run(nb: nbformat.NotebookNode, kernel_name: str, cell_timeout_s: float, star
         "executed_cells": executed,
         "interrupted_cell": interrupted,
         "exit_cells": exit_cells,
+        "output_truncated_cell": client.truncated_cell,
         "notebook": nb_man.nb,
     }
 
@@ -144,15 +152,43 @@ def run_child(job: dict, read_fd: int, report_fd: int) -> int:
     os.environ.update(job["env"])  # the kernel inherits it
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     logging.basicConfig(level=logging.ERROR)
-    isolation = mask_paths(job["mask"])
+    sandbox, uid = isolate(job)
     nb = nbformat.reads(job["notebook"], as_version=4)
-    report = run(nb, job["kernel"], job["cell_timeout_s"], job["start_timeout_s"])
+    report = run(nb, job["kernel"], job["cell_timeout_s"], job["start_timeout_s"], job["max_output_bytes"], uid)
     kill_tree(os.getpid(), include_root=False)  # anything the kernel left behind
     report["notebook"] = nbformat.writes(report["notebook"])
-    report["isolation"] = isolation
+    report["sandbox"] = sandbox
     with os.fdopen(report_fd, "w") as out:
         json.dump(report, out)
     return 0
+
+
+def isolate(job: dict) -> tuple[dict, int | None]:
+    """Mounts, network, user and limits for the kernel about to start: ({"mounts", "network", "user"}, each saying
+    what was achieved or "none: why"; the kernel's uid). The kernel runs as `job["kernel_user"]` only if the
+    directories it needs could be exposed to that user."""
+    uid = job["kernel_user"]
+    why_not = isolation.private_mounts()
+    if why_not:
+        mounts, uid = f"none: {why_not}", None
+    else:
+        try:
+            if uid is not None:
+                isolation.expose_paths(kernel_needs(job["workdir"]), Path(job["staging"]))
+            isolation.mask_paths(job["mask"])
+            mounts = "mount namespace"
+        except isolation.IsolationError as exc:
+            mounts, uid = f"none: {exc.strerror}", None
+    network = isolation.isolate_network()
+    isolation.set_limits(job["max_processes"], job["max_file_bytes"], job["cpu_time_s"])
+    user = ("its own unprivileged user" if uid is not None else
+            "none: the grader is not root" if job["kernel_user"] is None else f"none: {mounts[6:]}")
+    return {"mounts": mounts, "network": network, "user": user}, uid
+
+
+def kernel_needs(workdir: str) -> list[str]:
+    """What an unprivileged kernel must reach: the interpreter, the venv, this package, its own run directory."""
+    return [sys.base_prefix, sys.prefix, str(Path(isolation.__file__).resolve().parent.parent), workdir]
 
 
 def warm_up() -> None:

@@ -30,7 +30,11 @@ except Exception:
     leaked_labels = None
 assert leaked_labels is None, "the digits source (test labels) is readable"
 assert sorted(os.listdir(data_dir)) == ["train.pt", "val.pt"], os.listdir(data_dir)
-assert not os.listdir(ASSIGNMENT_ROOT), "the assignment directory is readable"
+try:
+    assignment_files = os.listdir(ASSIGNMENT_ROOT)
+except PermissionError:  # as root the kernel runs as its own user, which cannot reach the grader's temp dirs either
+    assignment_files = []
+assert not assignment_files, "the assignment directory is readable"
 """
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -70,9 +72,18 @@ def test_training_hidden_in_untagged_cells_is_caught_by_exec_ratio(timed):
     assert not speed.passed and "the whole notebook took" in speed.message
 
 
-def test_calibration_takes_the_median_of_its_runs(tiny, tmp_path):
+@pytest.fixture
+def shared_dir():
+    """A directory any user may write: as root the kernel runs as its own user, which cannot write the test's dirs."""
+    path = Path(tempfile.mkdtemp(prefix="dlgrade-test-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path)
+
+
+def test_calibration_takes_the_median_of_its_runs(tiny, shared_dir):
     # the reference's train cell sleeps 0.5 s, then 3 s (a neighbour hogging the machine), then 1 s
-    counter = tmp_path / "runs"
+    counter = shared_dir / "runs"
     slept = (f"import pathlib, time\np = pathlib.Path({str(counter)!r})\nn = len(p.read_text()) if p.exists() else 0"
              f"\np.write_text('x' * (n + 1))\ntime.sleep([0.5, 3.0, 1.0][n])")
     spec, _ = tiny(extra_toml=TIMING.replace("runs = 1", "runs = 3"), reference_cells=([MODEL, slept], {1: ["train"]}))
