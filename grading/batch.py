@@ -31,7 +31,8 @@ class Submission:
 
 
 class BatchError(Exception):
-    """The batch cannot start (no submissions, bad course directory); the message says what to do."""
+    """The batch cannot start (no submissions, bad course directory) or cannot go on (the disk is full); the message
+    says what to do."""
 
 
 def find_submissions(spec: AssignmentSpec, directory: Path) -> list[Submission]:
@@ -187,9 +188,15 @@ def grade_batch(spec: AssignmentSpec, submissions_dir: Path, out: Path, workers:
             outcome = _outcome(future, spec, submission)
             result = outcome["result"]
             result["run"]["submission_sha256"] = submission.sha256
-            nbcourse.record(spec, course, submission.student, result, outcome["executed"], submission.timestamp)
-            nbcourse.feedback(spec, course, submission.student, result, feedback_dir / f"{submission.student}.html")
-            write_json_atomic(results_dir / f"{submission.student}.json", result)  # last: the commit mark
+            try:
+                nbcourse.record(spec, course, submission.student, result, outcome["executed"], submission.timestamp)
+                nbcourse.feedback(spec, course, submission.student, result,
+                                  feedback_dir / f"{submission.student}.html")
+                write_json_atomic(results_dir / f"{submission.student}.json", result)  # last: the commit mark
+            except OSError as exc:  # a full disk, a read-only or vanished output directory: stop, lose nothing
+                raise BatchError(f"could not record {submission.student} in {out} ({exc.strerror or exc}); "
+                                 f"{len(graded)} results of this run are recorded. Fix it and run the same command "
+                                 "again: it grades what is not recorded.") from exc
             graded.append(result)
             bar.set_postfix_str(f"{submission.student}: {result['status']} {result['score']:g}", refresh=False)
             bar.update()

@@ -209,6 +209,8 @@ def check_table(spec: AssignmentSpec, result: dict) -> str:
                     + "".join(f"<td>{esc(v)}</td>" for v in cells) + "</tr>")
     error = (f"<p class='dlgrade-error'><b>{esc(result['error']['kind'])}</b>: {esc(result['error']['message'])}</p>"
              if result.get("error") else "")
+    notes = "".join(f"<li>{esc(note)}</li>" for note in result["run"].get("notes", []))
+    error += f"<ul class='dlgrade-notes'>{notes}</ul>" if notes else ""
     return f"""
 <section id="dlgrade-checks" style="font-family: sans-serif; margin: 1em auto; max-width: 1100px;">
 <style>

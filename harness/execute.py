@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 
 from harness import isolation, zygote
-from harness.processes import kill_tree, scrubbed_env, tree_rss_bytes
+from harness.processes import kill_tree, scrubbed_env, tree_memory_bytes
 
 RUNNER = "harness.kernel_runner"
 POLL_S = 0.1
@@ -154,9 +154,9 @@ def _watch(runner: zygote.Zygote, pid: int, limits: Limits, started: float) -> t
     memory_limit = limits.memory_gb * 1024**3
     peak = 0
     while (ended := runner.receive(POLL_S)) is None:
-        rss = tree_rss_bytes(pid)
-        peak = max(peak, rss)
-        if rss > memory_limit or time.monotonic() > deadline:
+        used = tree_memory_bytes(pid)
+        peak = max(peak, used)
+        if used > memory_limit or time.monotonic() > deadline:
             kill_tree(pid, include_root=False)
             ended = runner.receive(REPORT_GRACE_S)
             if ended is None:  # the runner did not report in time: stop it too
@@ -164,7 +164,7 @@ def _watch(runner: zygote.Zygote, pid: int, limits: Limits, started: float) -> t
                 ended = runner.receive(REPORT_GRACE_S)
             if ended is None:
                 raise zygote.ZygoteDied("the runner could not be stopped")
-            return ("memory_limit" if rss > memory_limit else "timeout"), peak / 1024**3, ended
+            return ("memory_limit" if used > memory_limit else "timeout"), peak / 1024**3, ended
     return None, peak / 1024**3, ended
 
 

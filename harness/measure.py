@@ -232,7 +232,7 @@ def evaluate_program(ep: torch.export.ExportedProgram, dataset: str, source_dir:
     x = x.to(program_input(ep).dtype)
     module = ep.module().to(device)
     num_classes = info(dataset).num_classes
-    correct = 0
+    correct = not_finite = 0
     with torch.no_grad():
         latency_ms = round(batch1_latency_s(module, x[:1].to(device), device) * 1000, 4)
         for start in range(0, len(y), batch_size):
@@ -241,7 +241,12 @@ def evaluate_program(ep: torch.export.ExportedProgram, dataset: str, source_dir:
                 return {"accuracy": None, "latency_ms": latency_ms,
                         "accuracy_error": f"the model returns shape {list(logits.shape[1:])} per example; {dataset} "
                                           f"needs [{num_classes}] (one score per class)"}
+            not_finite += int((~torch.isfinite(logits)).any(1).sum())
             correct += int((logits.argmax(1).cpu() == y[start:start + batch_size]).sum())
+    if not_finite:
+        return {"accuracy": None, "latency_ms": latency_ms,
+                "accuracy_error": f"the model returns NaN or infinite scores for {not_finite} of the {len(y)} "
+                                  "held-out images (check the training loss for NaN: lower the learning rate)"}
     return {"accuracy": round(correct / len(y), 6), "latency_ms": latency_ms}
 
 

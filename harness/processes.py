@@ -48,23 +48,33 @@ def descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
-def tree_rss_bytes(pid: int) -> int:
-    """Resident memory of a process and all its descendants.
+def tree_memory_bytes(pid: int) -> int:
+    """Memory of a process and all its descendants: the sum of their proportional set sizes (PSS), so pages they
+    share (copy-on-write after fork, libraries) count once, not once per process as summed RSS would (64 forks of a
+    torch kernel are not 64 x its memory). RSS where PSS cannot be read.
 
-    RSS, not address space: CUDA reserves huge virtual ranges at initialisation, so RLIMIT_AS would break it,
-    while resident memory is what actually exhausts the machine.
+    Resident memory, not address space: CUDA reserves huge virtual ranges at initialisation, so RLIMIT_AS would break
+    it, while resident memory is what actually exhausts the machine.
     """
-    total = 0
     try:
         procs = [psutil.Process(pid), *descendants(pid)]
     except psutil.NoSuchProcess:
         return 0
-    for proc in procs:
-        try:
-            total += proc.memory_info().rss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    return total
+    return sum(_pss_bytes(proc) for proc in procs)
+
+
+def _pss_bytes(proc: psutil.Process) -> int:
+    try:
+        with open(f"/proc/{proc.pid}/smaps_rollup", "rb") as rollup:
+            for line in rollup:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return proc.memory_info().rss
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return 0
 
 
 def kill_tree(pid: int, include_root: bool = True, rounds: int = 20) -> None:

@@ -21,8 +21,8 @@ class SubmissionResult:
     error: dict | None  # {"kind", "message", "cell"}; cell = index in the submitted notebook, or None
     checks: list[CheckResult]
     metrics: dict
-    run: dict  # {"wall_s", "device", "torch", "started", "threads"}
-    notes: list[str] = field(default_factory=list)  # shown on the console only, not part of the JSON contract
+    run: dict  # {"wall_s", "device", "torch", "started", "threads", "sandbox"}
+    notes: list[str] = field(default_factory=list)  # what the run noticed (cells that raised, dropped output...)
     executed: object = None  # the executed notebook (nbformat), for nbgrader's gradebook and feedback; not in JSON
 
     @property
@@ -48,7 +48,7 @@ class SubmissionResult:
             "max_score": self.max_score,
             "checks": [asdict(c) for c in self.checks],
             "metrics": self.metrics,
-            "run": self.run,
+            "run": {**self.run, "notes": self.notes},  # notes inside `run`: the contract's top-level keys are fixed
         }
 
 

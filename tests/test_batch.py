@@ -172,3 +172,91 @@ def test_local_workers_take_one_gpu_each_round_robin():
     assert [slot_environment(slot, gpu_count=2) for slot in range(3)] == [
         {"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}, {"CUDA_VISIBLE_DEVICES": "0"}]
     assert slot_environment(1, gpu_count=0) == {}
+
+
+def test_a_killed_worker_is_recorded_as_lost_and_a_rerun_grades_it(course_assignment, tmp_path):
+    spec, submissions = course_assignment
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "grading.cli", "grade", str(spec.root), str(submissions), "--out", str(out),
+               "--workers", "2", "--threads", "1", "--no-progress"]
+    grader = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    victim, deadline = None, time.monotonic() + 120
+    while victim is None and time.monotonic() < deadline:
+        victim = next((p for p in psutil.Process(grader.pid).children(recursive=True) if _is_running_a_notebook(p)),
+                      None)
+        time.sleep(0.1)
+    assert victim is not None
+    victim.kill()
+    stdout, stderr = grader.communicate(timeout=300)
+    assert grader.returncode == 1, stderr  # the grader went on and finished the batch
+    first = {p.stem: json.loads(p.read_text()) for p in (out / "results").glob("*.json")}
+    assert sorted(first) == sorted(STUDENTS)  # one result each, the lost ones included
+    lost = sorted(name for name, r in first.items() if (r["error"] or {}).get("kind") == "worker_failed")
+    assert lost and all(first[name]["status"] == "crashed" for name in lost)
+    assert "grade it again" in first[lost[0]]["error"]["message"]
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 1, rerun.stderr
+    final = {p.stem: json.loads(p.read_text()) for p in (out / "results").glob("*.json")}
+    assert {name: (r["status"], r["score"]) for name, r in final.items()} == \
+        {name: expected for name, (_, expected) in STUDENTS.items()}
+    with gradebook(out / "course") as gb:
+        assert sorted(s.student_id for s in gb.assignment_submissions("tiny")) == sorted(STUDENTS)
+
+
+def _is_running_a_notebook(worker: psutil.Process) -> bool:
+    """A grading worker (not a helper) whose notebook-runner zygote has a runner child right now."""
+    try:
+        return "kernel_runner" not in " ".join(worker.cmdline()) and any(
+            "kernel_runner" in " ".join(child.cmdline()) and child.children() for child in worker.children())
+    except psutil.Error:  # it ended while we looked
+        return False
+
+
+def test_a_full_disk_and_a_half_written_result_are_repaired_by_a_rerun(course_assignment, tmp_path, monkeypatch):
+    import errno
+
+    import grading.batch
+    import harness.result
+    from grading.batch import BatchError
+
+    spec, submissions = course_assignment
+    for name in ("cy", "dee"):
+        (submissions / f"{name}.ipynb").unlink()
+    out = tmp_path / "out"
+    real_json, real_write, written = harness.result.json, grading.batch.write_json_atomic, []
+
+    class DiskFillsUp:  # json as seen by write_json_atomic: half of the document reaches the disk, then ENOSPC
+        @staticmethod
+        def dump(data, stream, **kwargs):
+            text = real_json.dumps(data, **kwargs)
+            stream.write(text[:len(text) // 2])
+            stream.flush()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def second_result_hits_a_full_disk(path, data):
+        written.append(path.name)
+        if len(written) == 2:
+            monkeypatch.setattr(harness.result, "json", DiskFillsUp)
+        try:
+            real_write(path, data)
+        finally:
+            monkeypatch.setattr(harness.result, "json", real_json)
+
+    monkeypatch.setattr(grading.batch, "write_json_atomic", second_result_hits_a_full_disk)
+    with pytest.raises(BatchError, match=r"could not record (ada|bob) in .* \(No space left on device\); 1 results "
+                                         r"of this run are recorded\. Fix it and run the same command again"):
+        grade_batch(spec, submissions, out, threads=1, progress=False)
+    assert sorted(p.name for p in (out / "results").iterdir()) == [written[0]]  # no half file, no temp file
+    monkeypatch.setattr(grading.batch, "write_json_atomic", real_write)
+
+    repaired = grade_batch(spec, submissions, out, threads=1, progress=False)
+    assert ([r["submission"] + ".json" for r in repaired.graded], repaired.skipped) == ([written[1]], 1)
+    half = out / "results" / "ada.json"
+    text = half.read_text()
+    half.write_text(text[:len(text) // 2])  # a result cut short by something else than dlgrade's atomic writes
+    again = grade_batch(spec, submissions, out, threads=1, progress=False)
+    assert ([r["submission"] for r in again.graded], again.skipped) == (["ada"], 1)
+    assert json.loads(half.read_text())["score"] == 5.0
+    with gradebook(out / "course") as gb:
+        assert sorted(s.student_id for s in gb.assignment_submissions("tiny")) == ["ada", "bob"]
