@@ -36,10 +36,10 @@ input_shape = [3, 32, 32]
 dataset = "digits32"
 
 [limits]
-timeout_s = 20
-cell_timeout_s = 6
+timeout_s = 14
+cell_timeout_s = 5
 memory_gb = 1
-measure_timeout_s = 10
+measure_timeout_s = 5
 max_processes = 64
 max_file_mb = 50
 max_output_mb = 1
@@ -62,7 +62,7 @@ kind = "accuracy"
 points = 2
 threshold = 0.05
 """
-BUSY_5S = "import time\nt = time.monotonic()\nwhile time.monotonic() - t < 5.5:\n    pass"
+BUSY_4S = "import time\nt = time.monotonic()\nwhile time.monotonic() - t < 4:\n    pass"  # < cell_timeout_s
 
 
 def write_attempts(targets: dict[str, Path]) -> list[str]:
@@ -99,8 +99,8 @@ def cases(paths: dict[str, Path], port: int) -> dict[str, tuple[list[str] | str,
         "segfault": ([MODEL, "import ctypes\nctypes.string_at(0)"],
                      {"status": "crashed", "score": 0.0, "kind": "kernel_died", "says": "the Python kernel died",
                       "cell": 2}),
-        "infinite_loop": ([MODEL, *[BUSY_5S] * 5],
-                          {"status": "timeout", "score": 0.0, "kind": "timeout", "says": "whole-run limit of 20 s"}),
+        "infinite_loop": ([MODEL, *[BUSY_4S] * 4],
+                          {"status": "timeout", "score": 0.0, "kind": "timeout", "says": "whole-run limit of 14 s"}),
         "cell_past_timeout": ([MODEL, "import time\ntime.sleep(120)"],
                               {"status": "timeout", "score": 0.0, "kind": "cell_timeout", "says": "cell 3",
                                "cell": 2}),
@@ -129,6 +129,10 @@ def cases(paths: dict[str, Path], port: int) -> dict[str, tuple[list[str] | str,
         "network": ([MODEL, f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=3)",
                      "import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=3)"],
                     {**full, "note": "raised ConnectionRefusedError"}),
+        "patched_checker": ([MODEL.replace("32, 10)", "32, 7)"), "import harness.checks, harness.grade\n"
+                             "harness.checks.run_check = lambda spec, evidence: None  # the grader's checks: elsewhere\n"
+                             "harness.grade.MEASURED_METRICS = ()"],
+                            {"status": "graded", "score": 0.0, "check": ("output", "expected output shape [10], got [7]")}),
         "tampered_locked_cell": (([MODEL], "import harness\nfrom torch import nn\n"
                                            "harness.submit(nn.Linear(3072, 3), torch.randn(2, 3072))"), full),
         "nan_model": ([MODEL, "with torch.no_grad():\n    model[1].bias.fill_(float('nan'))"],
@@ -144,7 +148,7 @@ def cases(paths: dict[str, Path], port: int) -> dict[str, tuple[list[str] | str,
                                  "        big = x.new_ones(4096, 4096)\n        for _ in range(30):\n"
                                  "            big = big @ big / 4096\n"
                                  "        return self.fc(x.flatten(1)) + big.sum() * 0\nmodel = Slow()"],
-                         {"status": "failed", "score": 0.0, "kind": "measure_failed", "says": "took longer than 10 s"}),
+                         {"status": "failed", "score": 0.0, "kind": "measure_failed", "says": "took longer than 5 s"}),
         "crafted_model_file": ([MODEL, "torch.export.save = lambda program, f: open(f, 'wb').write(b'PK\\x03\\x04x')"],
                                {"status": "failed", "score": 0.0, "kind": "measure_failed",
                                 "says": "could not be loaded as an exported program"}),
@@ -209,7 +213,9 @@ def test_the_hostile_matrix_in_one_batch(tmp_path, listener):
             nbformat.write(notebook(content, submit=SUBMIT), path)
     protected = [root, submissions / "alice.ipynb", first.results_dir / "alice.json", first.feedback_dir / "alice.html"]
     before = tree_digest(*protected)
-    alice_in_gradebook = _gradebook_scores(spec, first.course)["alice"]
+    alice_in_gradebook = _gradebook_grades(spec, first.course)["alice"]
+    assert [(name, auto) for name, auto, _, _ in alice_in_gradebook] == [("accuracy", 2.0), ("output", 1.0),
+                                                                        ("params", 2.0)]
 
     report = grade_batch(spec, submissions, out, workers=2, progress=False)
 
@@ -239,13 +245,16 @@ def test_the_hostile_matrix_in_one_batch(tmp_path, listener):
               f"{(r['error'] or {}).get('kind', '-'):<15} {((r['error'] or {}).get('message') or '; '.join(r['run']['notes']))[:110]}")
     assert accepted == []  # no connection from any kernel
     assert tree_digest(*protected) == before  # sources, other students' files and results untouched
-    assert _gradebook_scores(spec, report.course)["alice"] == alice_in_gradebook
+    assert _gradebook_grades(spec, report.course)["alice"] == alice_in_gradebook
     assert not (report.results_dir / "forged.json").exists()
     assert all(r["run"]["sandbox"] == {"mounts": "mount namespace", "network": "network namespace (loopback only)",
                                        "user": "its own unprivileged user"}
                for r in results.values() if r["status"] != "invalid")
 
 
-def _gradebook_scores(spec, course: Path) -> dict[str, float]:
+def _gradebook_grades(spec, course: Path) -> dict[str, list]:
+    """student -> every grade of the submission (cell, auto score, manual score, max), as nbgrader stores it."""
     with gradebook(course) as gb:
-        return {s.student_id: s.score for s in gb.assignment_submissions(spec.id)}
+        return {s.student_id: sorted((g.name, g.auto_score, g.manual_score, g.max_score)
+                                     for nb in s.notebooks for g in nb.grades)
+                for s in gb.assignment_submissions(spec.id)}
