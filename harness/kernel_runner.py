@@ -25,6 +25,7 @@ from harness import isolation
 from harness.processes import PR_SET_CHILD_SUBREAPER, kill_tree, prctl
 from harness.zygote import exit_reason, fork, read_until_eof, serve
 
+
 def _exit_requested(execute_reply: dict) -> bool:
     """IPython's exit()/quit() only asks the front-end to stop (payload 'ask_exit'); the kernel goes on."""
     payload = (execute_reply or {}).get("content", {}).get("payload", [])

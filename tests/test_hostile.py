@@ -113,6 +113,8 @@ def cases(paths: dict[str, Path], port: int) -> dict[str, tuple[list[str] | str,
                       # cell cannot start a thread: no model, and the message names the fork bomb's cell
                       {"status": "failed", "score": 0.0, "kind": "cell_error", "says": "cell 3 raised BlockingIOError",
                        "cell": 2}),
+        "huge_file": ([MODEL, "open('big.bin', 'wb').write(b'x' * 60 * 1024**2)"],
+                      {**full, "note": "cell 3 raised OSError: [Errno 27] File too large"}),
         "output_flood": ([MODEL, "for _ in range(100):\n    print('x' * 1_000_000)"],
                          {**full, "note": "printed more than the 1 MB of output the grader keeps"}),
         "write_grading_state": ([MODEL, *write_attempts(paths)], {**full, "note": "raised PermissionError"}),
