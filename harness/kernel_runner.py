@@ -182,8 +182,9 @@ def isolate(job: dict) -> tuple[dict, int | None]:
             mounts, uid = f"none: {exc.strerror}", None
     network = isolation.isolate_network()
     isolation.set_limits(job["max_processes"], job["max_file_bytes"], job["cpu_time_s"])
+    # a kernel user that was asked for is dropped only when the mounts failed: the same "none: why"
     user = ("its own unprivileged user" if uid is not None else
-            "none: the grader is not root" if job["kernel_user"] is None else f"none: {mounts[6:]}")
+            "none: the grader is not root" if job["kernel_user"] is None else mounts)
     return {"mounts": mounts, "network": network, "user": user}, uid
 
 
