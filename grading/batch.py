@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from harness.errors import BadInput
 from harness.result import write_json_atomic
 from harness.spec import AssignmentSpec, load_spec
 
@@ -30,7 +31,7 @@ class Submission:
     timestamp: datetime | None = None  # nbgrader's submitted/<student>/<id>/timestamp.txt
 
 
-class BatchError(Exception):
+class BatchError(BadInput):
     """The batch cannot start (no submissions, bad course directory) or cannot go on (the disk is full); the message
     says what to do."""
 

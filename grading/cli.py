@@ -1,12 +1,18 @@
-"""`dlgrade` command line. Exit codes: 0 = ran and every check passed, 1 = ran but something failed or scored below
-max, 2 = bad input or usage."""
+"""`dlgrade` command line.
+
+Exit codes: 0 = ran and every check passed; 1 = ran but a check failed or scored below max; 2 = bad input or usage,
+the instructor's assignment errors included (found before any notebook runs); 3 = internal error (dlgrade's own
+failure, never the notebook's)."""
 from __future__ import annotations
 
 import argparse
 import ast
 import json
 import sys
+import traceback
 from pathlib import Path
+
+from harness.errors import BadInput, InternalError, UsageError
 
 EXAMPLES = {
     "check": "example:\n  dlgrade check assignments/shapes_params/submissions/correct.ipynb --assignment shapes_params"
@@ -24,6 +30,8 @@ EXAMPLES = {
     "grade": "examples:\n  dlgrade grade shapes_params submissions/ --out graded --workers 2\n"
              "  dlgrade grade lab1_pytorch_intro course/submitted --out graded      (an nbgrader course's submissions)\n"
              "  dlgrade grade lab1_pytorch_intro course/submitted --out graded --scheduler tcp://10.0.0.5:8786",
+    "validate": "examples:\n  dlgrade validate lab1_transfer\n  dlgrade validate path/to/my_assignment      "
+                "(prints every problem of assignment.toml and the notebooks; exit 2 if any)",
     "calibrate": "examples:\n  dlgrade calibrate lab1_pytorch_intro\n  dlgrade calibrate lab1_pytorch_intro --threads 1 --runs 5\n"
                  "  dlgrade calibrate project1_size_accuracy_time -p dataset=cifar10 --data-dir ~/data/cifar10",
 }
@@ -47,17 +55,16 @@ def parse_parameters(pairs: list[str]) -> dict:
     return params
 
 
-class UsageError(Exception):
-    pass
-
-
 def write_json(data: dict, target: str) -> None:
     if target == "-":
         print(json.dumps(data, indent=1))
     else:
         from harness.result import write_json_atomic
 
-        write_json_atomic(Path(target), data)
+        try:
+            write_json_atomic(Path(target), data)
+        except OSError as exc:
+            raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
 
 
 def cmd_check(args) -> int:
@@ -81,7 +88,10 @@ def cmd_profile(args) -> int:
     from grading.console import format_profile
     from grading.targets import profile_target
 
-    shape = tuple(int(d) for d in args.input_shape.split(",")) if args.input_shape else None
+    try:
+        shape = tuple(int(d) for d in args.input_shape.split(",")) if args.input_shape else None
+    except ValueError:
+        raise UsageError(f"--input-shape expects whole numbers like 3,32,32, got '{args.input_shape}'") from None
     profile = profile_target(args.target, shape)
     if args.json:
         write_json(profile, args.json)
@@ -113,6 +123,18 @@ def cmd_release(args) -> int:
     student_version = release(spec, Path(args.out))
     print(f"released {spec.id}: student version {student_version}\nnbgrader course directory {Path(args.out)} "
           f"(gradebook.db, source/, release/); `nbgrader` commands work there")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from harness.spec import load_spec
+
+    spec = load_spec(args.assignment)  # raises SpecError with every problem
+    kinds = sorted({c.kind for c in spec.harness_checks})
+    tests = len(spec.checks) - len(spec.harness_checks)
+    print(f"{spec.id}: OK ({spec.root})\n  assignment.toml: {len(spec.harness_checks)} checks ({', '.join(kinds)}), "
+          f"max score {sum(c.points for c in spec.checks):g}\n  {spec.notebook.name}: parameters cell, locked "
+          f"submit cell, {tests} nbgrader test cells\n  assignment hash {spec.hash[:16]}")
     return 0
 
 
@@ -214,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("assignment", help="assignment id (assignments/<id>) or a directory")
     p.add_argument("--out", required=True, help="the nbgrader course directory (created or updated)")
 
+    p = add("validate", "Check an assignment (assignment.toml and its notebooks) without running anything.",
+            cmd_validate)
+    p.add_argument("assignment", help="assignment id (assignments/<id>) or a directory")
+
     p = add("grade", "Grade a directory of submissions: results JSON, gradebook, feedback HTML, grades.csv.",
             cmd_grade)
     p.add_argument("assignment", help="assignment id (assignments/<id>) or a directory")
@@ -249,28 +275,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from grading.batch import BatchError
-    from grading.course import CourseError
-    from grading.leaderboard import LeaderboardError
-    from harness.calibrate import CalibrationError
-    from harness.data import DataError
-    from harness.grade import NotGraded
-    from harness.measure import MeasureError
-    from harness.spec import SpecError
-
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except NotGraded as exc:
-        print(f"dlgrade {args.command}: {exc.message}", file=sys.stderr)
-        return 2
-    except (UsageError, SpecError, MeasureError, DataError, CalibrationError, BatchError, CourseError,
-            LeaderboardError, FileNotFoundError, ValueError) as exc:
+    except BadInput as exc:
         print(f"dlgrade {args.command}: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except BrokenPipeError:  # `dlgrade ... | head`
         sys.stderr.close()
         return 1
+    except Exception as exc:  # InternalError, or any other exception: a bug stays a bug, never "bad input"
+        details = exc.details if isinstance(exc, InternalError) else traceback.format_exc()
+        print(f"{details.rstrip()}\ndlgrade {args.command}: internal error (a bug in dlgrade, not in the notebook): "
+              f"{exc}\nPlease report it with the traceback above.", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

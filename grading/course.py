@@ -25,6 +25,7 @@ from pathlib import Path
 
 import nbformat
 
+from harness.errors import BadInput
 from harness.spec import AssignmentSpec
 
 CONFIG = '''\
@@ -41,7 +42,7 @@ CHECK_CELL = ("# Checked by the grader outside this notebook ({points:g} point{p
               "# Nothing to do in this cell; `dlgrade check --selfcheck` shows the result.")
 
 
-class CourseError(Exception):
+class CourseError(BadInput):
     """The course directory or nbgrader refused; the message says what to do."""
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.errors import BadInput
 from harness.spec import AssignmentSpec
 
 REFERENCE_PARAMS, REFERENCE_MACS = 5.6e6, 2.8e8  # ResNet18-CIFAR (11,173,962 params, ~5.55e8 MACs) at 16 bits
@@ -29,7 +30,7 @@ METRICS = ["architecture", "params", "macs", "accuracy", "train_time_s", "time_r
 FRONTS = {"params": "pareto_params", "macs": "pareto_macs", "train_time_s": "pareto_time"}
 
 
-class LeaderboardError(Exception):
+class LeaderboardError(BadInput):
     """No results to rank, or results of several assignments mixed; the message says what to do."""
 
 

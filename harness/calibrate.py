@@ -16,12 +16,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.result import write_json_atomic
+from harness.errors import BadInput
 from harness.spec import AssignmentSpec
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "reference"
 
 
-class CalibrationError(Exception):
+class CalibrationError(BadInput):
     """The reference solution did not run cleanly; the message says why."""
 
 

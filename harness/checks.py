@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from harness.options import Option
 from harness.spec import CheckSpec
 
 LAYER_HINTS = {
@@ -59,14 +60,34 @@ class TestCellOutcome:
 
 CheckFn = Callable[[CheckSpec, Evidence], CheckResult]
 CHECK_KINDS: dict[str, CheckFn] = {}
+CHECK_OPTIONS: dict[str, dict[str, Option]] = {}  # kind -> its own options (load_spec refuses any other key)
+COMMON_OPTIONS = {o.name: o for o in (  # keys every [[checks]] entry may have
+    Option("id", str, required=True, doc="a unique name, also the grade_id of the check's nbgrader cell"),
+    Option("kind", str, required=True, doc="one of the kinds in harness/checks.py"),
+    Option("points", float, required=True, minimum=0, doc="the check's points"),
+    Option("hidden", bool, default=False, doc="graded, but left out of `dlgrade check --selfcheck`"),
+    Option("hint", str, doc="added to the message of a failed check"),
+    Option("model", str, doc="an [assignment] extra_models name: check that model instead of the main one"),
+)}
+REFERENCE = Option("reference", str, doc="a reference/models name measured for \"reference\" (default: [assignment] "
+                   "reference)")
+MEASURES = ("activation_shapes", "activation_sizes", "params_by_module", "conv_output_size", "autograd")
 
 
-def check_kind(name: str):
+def check_kind(name: str, *options: Option):
+    """Register a check kind and declare its options (besides COMMON_OPTIONS)."""
     def register(fn: CheckFn) -> CheckFn:
         CHECK_KINDS[name] = fn
+        CHECK_OPTIONS[name] = {o.name: o for o in options}
         return fn
 
     return register
+
+
+def option(spec: CheckSpec, name: str):
+    """The check's value of option `name`, else the default its kind declares."""
+    declared = {**COMMON_OPTIONS, **CHECK_OPTIONS[spec.kind]}[name]
+    return spec.options.get(name, declared.default)
 
 
 def run_check(spec: CheckSpec, evidence: Evidence) -> CheckResult:
@@ -100,7 +121,7 @@ def _result(spec: CheckSpec, fraction: float, expected, got, message: str) -> Ch
 
 def _expected(spec: CheckSpec, evidence: Evidence, key: str):
     """`expected` from the spec, or measured on the reference model when it says "reference"."""
-    expected = spec.options.get("expected", "reference")
+    expected = option(spec, "expected")
     if expected == "reference":
         name = spec.options.get("reference", evidence.default_reference)
         if not name:
@@ -113,7 +134,7 @@ def _count_check(key: str, noun: str, default_advice: str):
     def check(spec: CheckSpec, evidence: Evidence) -> CheckResult:
         expected = int(_expected(spec, evidence, key))
         got = int(evidence.profile[key])
-        rel_tol = float(spec.options.get("rel_tol", 0.0))
+        rel_tol = float(option(spec, "rel_tol"))
         if math.isclose(got, expected, rel_tol=rel_tol, abs_tol=0):
             return _result(spec, 1.0, expected, got, f"{noun}: {got:,} as expected.")
         within = f" (allowed: ±{rel_tol:.0%})" if rel_tol else ""
@@ -123,11 +144,14 @@ def _count_check(key: str, noun: str, default_advice: str):
     return check
 
 
-check_kind("params")(_count_check(
+COUNT_OPTIONS = (Option("expected", (int, "reference"), default="reference", doc="the count, or measured on the "
+                        "reference model"), Option("rel_tol", float, default=0.0, minimum=0, doc="relative tolerance"),
+                 REFERENCE)
+check_kind("params", *COUNT_OPTIONS)(_count_check(
     "params", "parameters", "compare your layers with the table, e.g. a Conv2d has (F*F*C_in + 1) * C_out"))
-check_kind("trainable_params")(_count_check(
+check_kind("trainable_params", *COUNT_OPTIONS)(_count_check(
     "trainable_params", "trainable parameters", "freeze with p.requires_grad_(False) what must not train"))
-check_kind("macs")(_count_check(
+check_kind("macs", *COUNT_OPTIONS)(_count_check(
     "macs", "MACs", "a conv layer costs F*F*C_in*C_out*H_out*W_out; check sizes and strides"))
 
 
@@ -144,7 +168,10 @@ def _shape_problems(expected: dict, got: dict, module_types: dict) -> list[str]:
     return problems
 
 
-@check_kind("activation_shapes")
+@check_kind("activation_shapes",
+            Option("expected", (dict[str, list[int]], "reference"), default="reference",
+                   doc="{module = [C, H, W], ...}, or measured on the reference model"),
+            Option("modules", list[str], doc="the modules compared (default: every module of `expected`)"), REFERENCE)
 def check_activation_shapes(spec: CheckSpec, evidence: Evidence) -> CheckResult:
     expected_all = _expected(spec, evidence, "activation_shapes")
     modules = spec.options.get("modules", list(expected_all))
@@ -158,7 +185,8 @@ def check_activation_shapes(spec: CheckSpec, evidence: Evidence) -> CheckResult:
     return _result(spec, fraction, expected, got, "; ".join(problems) + ".")
 
 
-@check_kind("output_shape")
+@check_kind("output_shape", Option("expected", (list[int], "reference"), default="reference",
+                                   doc="the output shape without batch dim, e.g. [10]"), REFERENCE)
 def check_output_shape(spec: CheckSpec, evidence: Evidence) -> CheckResult:
     expected = list(_expected(spec, evidence, "output_shape"))
     got = list(evidence.profile["output_shape"])
@@ -215,10 +243,16 @@ def _same(expected, got, rel_tol: float = 1e-9) -> bool:
     return expected == got
 
 
-@check_kind("answers")
+@check_kind("answers",
+            Option("answer", str, required=True, doc="the name given to harness.submit(..., name=value)"),
+            Option("measure", MEASURES, required=True, doc="what the grader measures to compare the answer with"),
+            Option("modules", list[str], doc="the entries compared (default: all the measurement has)"),
+            Option("cases", list[list], doc="conv_output_size: [[W, F, P, S], ...]; autograd: [[\"expression in x\", "
+                   "at], ...]"),
+            Option("rel_tol", float, default=1e-9, minimum=0, doc="relative tolerance"), REFERENCE)
 def check_answers(spec: CheckSpec, evidence: Evidence) -> CheckResult:
     name = spec.options["answer"]
-    rel_tol = float(spec.options.get("rel_tol", 1e-9))
+    rel_tol = float(option(spec, "rel_tol"))
     expected = _measured_answer(spec, evidence)
     got = evidence.answers.get(name)
     if got is None:
@@ -250,7 +284,8 @@ def _no_accuracy(profile: dict) -> str:
     return "no accuracy was measured: the assignment trains on no dataset."
 
 
-@check_kind("accuracy")
+@check_kind("accuracy", Option("threshold", float, required=True, minimum=0, maximum=1,
+                               doc="the held-out accuracy needed to pass, between 0 and 1 (e.g. 0.9)"))
 def check_accuracy(spec: CheckSpec, evidence: Evidence) -> CheckResult:
     threshold = float(spec.options["threshold"])
     got = evidence.metrics.get("accuracy")
@@ -263,13 +298,14 @@ def check_accuracy(spec: CheckSpec, evidence: Evidence) -> CheckResult:
                    "with a better learning rate, and check the validation accuracy your notebook prints.")
 
 
-@check_kind("beats")
+@check_kind("beats", Option("baseline", str, required=True, doc="the extra model to beat (same architecture)"),
+            Option("margin", float, default=0.0, minimum=0, maximum=1, doc="accuracy above the baseline's needed"))
 def check_beats(spec: CheckSpec, evidence: Evidence) -> CheckResult:
     """More accurate on the held-out split than the extra model `baseline` (e.g. the same network trained from
     scratch on the same budget) by more than `margin` (default 0). Both accuracies are measured by the grader; the
     baseline must have the same number of parameters (the same architecture), or the comparison says nothing."""
     baseline = spec.options["baseline"]
-    margin = float(spec.options.get("margin", 0.0))
+    margin = float(option(spec, "margin"))
     accuracy = evidence.metrics.get("accuracy")
     if baseline not in evidence.models:
         return _result(spec, 0.0, f"above '{baseline}'", accuracy, _missing_model(baseline))
@@ -293,12 +329,12 @@ def check_beats(spec: CheckSpec, evidence: Evidence) -> CheckResult:
                    "which parameters reach the optimizer) and that the backbone is the pretrained one.")
 
 
-@check_kind("frozen_backbone")
+@check_kind("frozen_backbone", Option("head", str, default="", doc="module name of the new head (not compared)"))
 def check_frozen_backbone(spec: CheckSpec, evidence: Evidence) -> CheckResult:
     """Transfer learning: the backbone's parameters in the exported model equal the pretrained file's (compared in
     the measuring process), i.e. only the new head was trained. Option `head`: the head's module name (not compared:
     it is new even when its shape is the old one's)."""
-    head = spec.options.get("head", "")
+    head = option(spec, "head")
     in_head = lambda name: bool(head) and (name == head or name.startswith(head + "."))  # noqa: E731
     comparison = evidence.profile["backbone"]
     unchanged = [n for n in comparison["unchanged"] if not in_head(n)]
@@ -319,7 +355,9 @@ def check_frozen_backbone(spec: CheckSpec, evidence: Evidence) -> CheckResult:
                    "head's parameters.")
 
 
-@check_kind("time_ratio")
+@check_kind("time_ratio", Option("budget", float, required=True, positive=True,
+                                 doc="the largest training time allowed, in multiples of the reference's"),
+            Option("exec_budget", float, positive=True, doc="the same for the whole notebook (default: budget)"))
 def check_time_ratio(spec: CheckSpec, evidence: Evidence) -> CheckResult:
     """Training time (cells tagged `train`) and whole-notebook time, each against the reference on this runner."""
     budget = float(spec.options["budget"])

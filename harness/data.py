@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from harness.errors import BadInput
+
 SPLIT_SEED = 0
 NOTEBOOK_SPLITS = ("train", "val")
 
@@ -46,7 +48,7 @@ DATASETS = {
 }
 
 
-class DataError(Exception):
+class DataError(BadInput):
     """A dataset that cannot be found or read; the message says what to do."""
 
 

@@ -17,6 +17,7 @@ from harness import measurer
 from harness.calibrate import CalibrationError, reference_times
 from harness.checks import Evidence, TestCellOutcome, not_graded, run_check
 from harness.data import source_paths, write_notebook_data
+from harness.errors import BadInput
 from harness.execute import ExecutionReport, Sandbox, cpu_threads, execute
 from harness.measure import MeasureError
 from harness.prepare import InvalidNotebook, inject_parameters, read_notebook, restore_locked_cells
@@ -26,7 +27,7 @@ from harness.spec import HARNESS_PARAMETERS, AssignmentSpec, is_test_cell
 MAX_ANSWERS_BYTES = 1024**2
 
 
-class NotGraded(Exception):
+class NotGraded(BadInput):
     """The run cannot be graded: carries the result status and the error for the student."""
 
     def __init__(self, status: str, kind: str, message: str, cell: int | None = None):

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from harness.errors import BadInput
+
 with warnings.catch_warnings():  # fvcore.nn warns about torch.jit.script on import
     warnings.simplefilter("ignore", FutureWarning)
     from fvcore.nn import FlopCountAnalysis
@@ -29,7 +31,7 @@ with warnings.catch_warnings():  # fvcore.nn warns about torch.jit.script on imp
 CONV_LINEAR_OPS = ("conv", "_convolution_mode", "linear", "addmm", "matmul", "mm", "bmm", "einsum")
 
 
-class MeasureError(Exception):
+class MeasureError(BadInput):
     """The exported file cannot be measured; the message is meant for the student."""
 
 

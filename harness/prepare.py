@@ -9,10 +9,12 @@ from pathlib import Path
 import nbformat
 import papermill
 
+from harness.errors import BadInput
+
 MAX_NOTEBOOK_BYTES = 50 * 1024**2
 
 
-class InvalidNotebook(Exception):
+class InvalidNotebook(BadInput):
     """The file is not a notebook we can run; the message says what to fix."""
 
 

@@ -5,21 +5,21 @@ format and harness/checks.py for the check kinds).
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.errors import SpecError
 from harness.execute import Limits
+from harness.options import Option, dataclass_options
 
 ASSIGNMENTS_DIR = Path(__file__).resolve().parent.parent / "assignments"
 HARNESS_PARAMETERS = ("output_dir", "data_dir", "device")  # set by the harness for every run, never overridable
 EXTRA_MODEL_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")  # harness.submit(..., extra_models={name: module})
 MODEL_OPTIONS = ("model", "baseline")  # check options that name an extra model
-
-
-class SpecError(Exception):
-    """assignment.toml is missing or wrong; the message names the file and the field."""
+HARNESS_READ_PARAMETERS = ("dataset",)  # grading parameters the harness itself reads (the notebook need not)
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class AssignmentSpec:
     leaderboard: LeaderboardSpec = LeaderboardSpec()
     backbone: str | None = None  # [backbone] name: a pretrained backbone given to the notebook (data_dir/backbone.pt)
     extra_models: tuple[str, ...] = ()  # [assignment] extra_models: other models the notebook submits, measured too
+    hash: str = ""  # assignment_hash(): recorded in each result as run.assignment_hash
 
     @property
     def submissions_dir(self) -> Path:
@@ -71,6 +72,37 @@ class AssignmentSpec:
         return tuple(c for c in self.checks if not (selfcheck and c.hidden))
 
 
+def _table(*options: Option) -> dict[str, Option]:
+    return {o.name: o for o in options}
+
+
+# What each table of assignment.toml may hold (harness/validate.py refuses anything else; [[checks]] options are
+# declared by each kind in harness/checks.py). [parameters] and [selfcheck] hold the notebook's parameter names.
+TABLES = {
+    "assignment": _table(
+        Option("id", str, doc="the assignment's id (default: its directory's name)"),
+        Option("title", str),
+        Option("notebook", str, doc="the nbgrader source notebook beside assignment.toml (default: <id>.ipynb)"),
+        Option("input_shape", list[int], required=True, positive=True,
+               doc="the shape of one example of the submitted model, without batch dim, e.g. [3, 32, 32]"),
+        Option("reference", str, doc="the reference/models entry measured for expected = \"reference\""),
+        Option("kernel", str, default="dlgrade", doc="the Jupyter kernel that runs the notebooks"),
+        Option("extra_models", list[str], default=(), doc="other models the notebook submits, measured too")),
+    "parameters": None,
+    "selfcheck": None,
+    "limits": dataclass_options(Limits, **{"*": {"positive": True}}),
+    "timing": _table(
+        Option("reference_notebook", str, doc="the reference solution beside assignment.toml, timed for time_ratio"),
+        Option("runs", int, default=3, minimum=1, doc="runs of the reference; its times are their median")),
+    "leaderboard": _table(
+        Option("rank", ("pareto", "challenge"), default=LeaderboardSpec.rank),
+        Option("accuracy_gate", (float, dict[str, float]), default=LeaderboardSpec.accuracy_gate, minimum=0,
+               maximum=1, doc="an accuracy, or one per dataset: {cifar10 = 0.9, digits32 = 0.95}")),
+    "backbone": _table(Option("name", str, required=True, doc="the pretrained backbone (reference/backbones.py)")),
+    "checks": None,  # [[checks]]: an array of tables
+}
+
+
 def resolve(id_or_dir: str | Path) -> Path:
     path = Path(id_or_dir)
     if (path / "assignment.toml").is_file():
@@ -82,53 +114,40 @@ def resolve(id_or_dir: str | Path) -> Path:
 
 
 def load_spec(id_or_dir: str | Path) -> AssignmentSpec:
-    from harness.checks import CHECK_KINDS
+    """Read and validate the assignment: every problem of assignment.toml and of its notebooks is collected and
+    raised at once as a SpecError (harness/validate.py), before anything runs."""
+    from harness.validate import assignment_problems
 
     root = resolve(id_or_dir)
-    toml_path = root / "assignment.toml"
     try:
-        data = tomllib.loads(toml_path.read_text())
+        data = tomllib.loads((root / "assignment.toml").read_text())
     except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{toml_path}: {exc}") from None
+        raise SpecError([f"assignment.toml: not valid TOML: {exc}"], str(root)) from None
+    problems = assignment_problems(root, data)
+    if problems:
+        raise SpecError(problems, str(root))
+    return build_spec(root, data)
+
+
+def _value(data: dict, table: str, name: str):
+    """data[table][name], else the default its declaration states."""
+    return data.get(table, {}).get(name, TABLES[table][name].default)
+
+
+def build_spec(root: Path, data: dict) -> AssignmentSpec:
+    """The spec of a validated assignment.toml."""
     meta = data.get("assignment", {})
     assignment_id = meta.get("id", root.name)
-    checks = []
-    for raw in data.get("checks", []):
-        raw = dict(raw)
-        try:
-            check = CheckSpec(raw.pop("id"), raw.pop("kind"), float(raw.pop("points")), bool(raw.pop("hidden", False)),
-                              raw)
-        except KeyError as exc:
-            raise SpecError(f"{toml_path}: a [[checks]] entry has no {exc}") from None
-        if check.kind not in CHECK_KINDS:
-            raise SpecError(f"{toml_path}: check '{check.id}' has unknown kind '{check.kind}' "
-                            f"(known: {', '.join(sorted(CHECK_KINDS))})")
-        checks.append(check)
     notebook = root / meta.get("notebook", f"{assignment_id}.ipynb")
-    if not notebook.is_file():
-        raise SpecError(f"{toml_path}: notebook {notebook.name} not found")
-    cell_ids = notebook_grade_ids(notebook)
-    clashing = sorted({c.id for c in checks} & set(cell_ids))
-    if clashing:
-        raise SpecError(f"{toml_path}: check id(s) {', '.join(clashing)} are also grade_ids of notebook cells; "
-                        "nbgrader needs unique ids (each check becomes a grade cell): rename the check")
-    checks = notebook_test_checks(notebook) + checks
-    if len({c.id for c in checks}) != len(checks):
-        raise SpecError(f"{toml_path}: check ids must be unique")
-    limits = Limits(**data.get("limits", {}))
-    reference_notebook = None
-    calibration_runs = int(data.get("timing", {}).get("runs", 3))
-    if calibration_runs < 1:
-        raise SpecError(f"{toml_path}: [timing] runs must be at least 1")
-    if "reference_notebook" in data.get("timing", {}):
-        reference_notebook = root / data["timing"]["reference_notebook"]
-        if not reference_notebook.is_file():
-            raise SpecError(f"{toml_path}: [timing] reference_notebook {reference_notebook.name} not found")
+    timing = data.get("timing", {})
+    reference_notebook = root / timing["reference_notebook"] if "reference_notebook" in timing else None
+    checks = [CheckSpec(raw["id"], raw["kind"], float(raw["points"]), raw.get("hidden", False),
+                        {k: v for k, v in raw.items() if k not in ("id", "kind", "points", "hidden")})
+              for raw in data.get("checks", [])]
     parameters = dict(data.get("parameters", {}))
-    extra_models = extra_model_names(meta, checks, toml_path)
-    backbone = data.get("backbone", {}).get("name")
-    if any(c.kind == "frozen_backbone" for c in checks) and not backbone:
-        raise SpecError(f"{toml_path}: a frozen_backbone check needs [backbone] name = ... (the pretrained backbone)")
+    gate = _value(data, "leaderboard", "accuracy_gate")
+    if isinstance(gate, dict):
+        gate = gate.get(parameters.get("dataset"), LeaderboardSpec.accuracy_gate)
     return AssignmentSpec(
         id=assignment_id,
         title=meta.get("title", assignment_id),
@@ -136,46 +155,33 @@ def load_spec(id_or_dir: str | Path) -> AssignmentSpec:
         notebook=notebook,
         input_shape=tuple(meta["input_shape"]),
         reference=meta.get("reference"),
-        kernel=meta.get("kernel", "dlgrade"),
+        kernel=_value(data, "assignment", "kernel"),
         parameters=parameters,
         selfcheck=dict(data.get("selfcheck", {})),
-        limits=limits,
-        checks=tuple(checks),
+        limits=Limits(**data.get("limits", {})),
+        checks=tuple(notebook_test_checks(notebook) + checks),
         reference_notebook=reference_notebook,
-        calibration_runs=calibration_runs,
-        leaderboard=leaderboard_spec(data.get("leaderboard", {}), parameters.get("dataset"), toml_path),
-        backbone=backbone,
-        extra_models=extra_models,
+        calibration_runs=_value(data, "timing", "runs"),
+        leaderboard=LeaderboardSpec(_value(data, "leaderboard", "rank"), float(gate)),
+        backbone=data.get("backbone", {}).get("name"),
+        extra_models=tuple(meta.get("extra_models", ())),
+        hash=assignment_hash([root / "assignment.toml", notebook, reference_notebook]),
     )
 
 
-def extra_model_names(meta: dict, checks: list[CheckSpec], toml_path: Path) -> tuple[str, ...]:
-    """[assignment] extra_models = ["finetuned", "scratch"]: the only extra models the grader reads and measures;
-    a check's `model` / `baseline` option must name one of them."""
-    names = tuple(meta.get("extra_models", ()))
-    for name in names:
-        if not isinstance(name, str) or not EXTRA_MODEL_NAME.fullmatch(name) or name == "model":
-            raise SpecError(f"{toml_path}: extra model name {name!r}: use a short lowercase identifier ('scratch')")
-    for check in checks:
-        for option in MODEL_OPTIONS:
-            name = check.options.get(option)
-            if name is not None and name not in names:
-                raise SpecError(f"{toml_path}: check '{check.id}' {option} = {name!r} is not one of [assignment] "
-                                f"extra_models ({', '.join(names) or 'none declared'})")
-    if any(c.kind == "beats" and "baseline" not in c.options for c in checks):
-        raise SpecError(f"{toml_path}: a beats check needs baseline = \"<extra model>\"")
-    return names
+def assignment_hash(files: list[Path | None]) -> str:
+    """What graded a result: sha256 of assignment.toml, the source notebook, the reference solution (its times make
+    time_ratio) and dlgrade's version. Recorded as `run.assignment_hash`; a batch refuses to mix results of two."""
+    from importlib.metadata import PackageNotFoundError, version
 
-
-def leaderboard_spec(table: dict, dataset: str | None, toml_path: Path) -> LeaderboardSpec:
-    """rank = "pareto" | "challenge"; accuracy_gate = 0.9, or one gate per dataset: {cifar10 = 0.9, digits32 = 0.95}."""
-    rank = table.get("rank", "pareto")
-    if rank not in ("pareto", "challenge"):
-        raise SpecError(f"{toml_path}: [leaderboard] rank must be \"pareto\" or \"challenge\", not {rank!r}")
-    gate = table.get("accuracy_gate", LeaderboardSpec.accuracy_gate)
-    if isinstance(gate, dict):
-        gate = gate.get(dataset, LeaderboardSpec.accuracy_gate)
-    return LeaderboardSpec(rank, float(gate))
+    try:
+        harness_version = version("dlgrade")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        harness_version = "unknown"
+    digest = hashlib.sha256(f"dlgrade {harness_version}".encode())
+    for path in sorted({f for f in files if f is not None}):
+        digest.update(b"\0" + path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def _nbgrader_cells(notebook: Path) -> list[tuple[str, dict]]:
@@ -183,10 +189,6 @@ def _nbgrader_cells(notebook: Path) -> list[tuple[str, dict]]:
 
     cells = json.loads(notebook.read_text()).get("cells", [])
     return [(c.get("cell_type"), c["metadata"]["nbgrader"]) for c in cells if "nbgrader" in c.get("metadata", {})]
-
-
-def notebook_grade_ids(notebook: Path) -> list[str]:
-    return [meta["grade_id"] for _, meta in _nbgrader_cells(notebook) if "grade_id" in meta]
 
 
 def is_test_cell(cell_type: str, meta: dict) -> bool:

@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from harness.errors import BadInput
+
 DIGITS_BACKBONE = {"model": "resnet18", "kwargs": {"width": 0.25, "blocks": (1, 1, 1, 1)},
                    "dataset": "digits32_0to4", "seed": 0, "epochs": 8}
 TORCHVISION_RESNET18_FILE = "resnet18-f37072fd.pth"  # torchvision.models.ResNet18_Weights.IMAGENET1K_V1
@@ -24,7 +26,7 @@ TORCHVISION_RESNET18_URL = f"https://download.pytorch.org/models/{TORCHVISION_RE
 BACKBONES = ("digits32_resnet18",)  # names an assignment's [backbone] can use
 
 
-class BackboneError(Exception):
+class BackboneError(BadInput):
     """A backbone file that is missing or is not what it claims; the message says what to place where."""
 
 

@@ -135,9 +135,10 @@ def test_extra_models_are_measured_when_declared_and_a_missing_one_fails_only_it
 def test_a_check_naming_an_undeclared_extra_model_is_a_spec_error(tiny):
     from harness.spec import SpecError
 
-    with pytest.raises(SpecError, match="check 'scratch_params' model = 'scratch' is not one of \\[assignment\\] "
-                                        "extra_models \\(finetuned\\)"):
+    with pytest.raises(SpecError) as error:
         tiny(extra_toml=EXTRA_MODELS_TOML, assignment_keys='extra_models = ["finetuned"]')
+    assert ("assignment.toml: [[checks]] 'scratch_params' model: 'scratch' is not one of [assignment] extra_models "
+            "(finetuned)") in error.value.problems
 
 
 def test_submit_refuses_an_extra_model_name_that_is_not_an_identifier_before_writing_anything(tmp_path, monkeypatch):
