@@ -4,6 +4,9 @@ Workers only compute (grade_one: sandboxed run + measurements) and send back the
 The coordinator (this process) alone writes: per submission, the gradebook and autograded notebook, the feedback page,
 then the result JSON last, atomically. The result file is the commit mark: a re-run skips submissions whose result
 exists for the same file (sha256), so a batch killed at any point resumes without losing or duplicating anything.
+A result records the assignment that graded it (`run.assignment_hash`): a re-run after the assignment changed refuses
+to mix old and new rules unless told which to regrade. An exception in dlgrade's own code stops the batch (exit 3)
+and records nothing for that submission: the grader's failure is never written down as the student's.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness.errors import BadInput
+from harness.errors import BadInput, DlgradeError, InternalError
 from harness.result import write_json_atomic
 from harness.spec import AssignmentSpec, load_spec
 
@@ -77,18 +80,32 @@ def _nbgrader_timestamp(folder: Path) -> datetime | None:
 
 # workers ---------------------------------------------------------------------------------------------------------
 
-def grade_task(notebook: bytes, name: str, assignment_root: str, threads: int | None,
+def grade_task(notebook: bytes, name: str, assignment_root: str, assignment_hash: str, threads: int | None,
                data_source: str | None) -> dict:
-    """Runs on a worker: grade one submission (its bytes: no shared filesystem needed for submissions)."""
+    """Runs on a worker: grade one submission (its bytes: no shared filesystem needed for submissions). Raises
+    DlgradeError only: bad input found here (the assignment differs from the coordinator's, a dataset is missing)
+    as it is, any other exception as InternalError with its traceback: both stop the batch."""
+    import traceback
+
     from harness.grade import grade_one
 
-    spec = load_spec(assignment_root)
-    with tempfile.TemporaryDirectory(prefix="dlgrade-submission-") as tmp:
-        path = Path(tmp) / f"{name}.ipynb"
-        path.write_bytes(notebook)
-        result = grade_one(path, spec, submission=name, threads=threads or _dask_threads(),
-                           data_source=data_source)
-    return {"result": result.to_json(), "executed": result.executed, "notes": result.notes}
+    try:
+        spec = load_spec(assignment_root)
+        if spec.hash != assignment_hash:
+            raise BatchError(f"the assignment at {assignment_root} on this worker differs from the coordinator's "
+                             "(edited during the batch, or another copy): grade again once every copy is the same")
+        with tempfile.TemporaryDirectory(prefix="dlgrade-submission-") as tmp:
+            path = Path(tmp) / f"{name}.ipynb"
+            path.write_bytes(notebook)
+            result = grade_one(path, spec, submission=name, threads=threads or _dask_threads(),
+                               data_source=data_source)
+        return {"result": result.to_json(), "executed": result.executed, "notes": result.notes}
+    except DlgradeError:
+        raise
+    except Exception as exc:
+        raise InternalError(f"grading {name} failed in dlgrade's own code ({type(exc).__name__}: {exc}); nothing "
+                            "was recorded for it. Once fixed, run the same command again: it resumes.",
+                            traceback.format_exc()) from None
 
 
 def _dask_threads() -> int | None:
@@ -148,6 +165,7 @@ def dask_executor(address: str):
 class BatchReport:
     graded: list[dict]  # result JSON of the submissions graded in this run
     skipped: int  # already recorded for the same file
+    regraded_changed: int  # of `graded`: recorded before under an older version of the assignment
     results_dir: Path
     grades_csv: Path
     feedback_dir: Path
@@ -157,20 +175,29 @@ class BatchReport:
 
 def grade_batch(spec: AssignmentSpec, submissions_dir: Path, out: Path, workers: int = 1,
                 scheduler: str | None = None, force: bool = False, threads: int | None = None,
-                course: Path | None = None, data_source: str | None = None, progress: bool = True) -> BatchReport:
+                course: Path | None = None, data_source: str | None = None, progress: bool = True,
+                regrade_changed: bool = False) -> BatchReport:
+    """`force`: grade every submission again; `regrade_changed`: those recorded under an older version of the
+    assignment (without either, such results stop the batch before it starts: never two rule sets in one run)."""
     from grading import course as nbcourse
     from grading.export import write_grades_csv
 
     started = time.monotonic()
     out = Path(out).resolve()
     submissions = find_submissions(spec, submissions_dir)
+    results_dir, feedback_dir = out / "results", out / "feedback"
+    recorded = {s.student: recorded_result(results_dir, s) for s in submissions}
+    changed = {name for name, r in recorded.items() if r and r["run"].get("assignment_hash") != spec.hash}
+    if changed and not (force or regrade_changed):
+        were = "results were" if len(changed) != 1 else "result was"
+        raise BatchError(f"{len(changed)} {were} graded with an older version of the assignment: re-run with "
+                         "--regrade-changed to regrade them, or --force to regrade all")
     course = Path(course).resolve() if course else course_for(Path(submissions_dir).resolve(), out)
     if not nbcourse.is_released(spec, course):
         nbcourse.release(spec, course)
-    results_dir, feedback_dir = out / "results", out / "feedback"
     results_dir.mkdir(parents=True, exist_ok=True)
     remove_partial_writes(results_dir, feedback_dir)
-    todo = [s for s in submissions if force or not is_recorded(results_dir, s)]
+    todo = [s for s in submissions if force or recorded[s.student] is None or s.student in changed]
     if threads is None and not scheduler:
         from harness.execute import cpu_threads
 
@@ -182,7 +209,7 @@ def grade_batch(spec: AssignmentSpec, submissions_dir: Path, out: Path, workers:
     client, executor = dask_executor(scheduler) if scheduler else (None, local_executor(workers))
     bar = _progress(len(todo), progress)
     try:
-        futures = {executor.submit(grade_task, s.path.read_bytes(), s.student, str(spec.root), threads,
+        futures = {executor.submit(grade_task, s.path.read_bytes(), s.student, str(spec.root), spec.hash, threads,
                                    data_source): s for s in todo}
         for future in concurrent.futures.as_completed(futures):
             submission = futures[future]
@@ -209,8 +236,8 @@ def grade_batch(spec: AssignmentSpec, submissions_dir: Path, out: Path, workers:
             executor.shutdown(wait=False)
             client.close()
     grades_csv = write_grades_csv(spec, course, results_dir, out / "grades.csv")
-    return BatchReport(graded, len(submissions) - len(todo), results_dir, grades_csv, feedback_dir, course,
-                       round(time.monotonic() - started, 3))
+    return BatchReport(graded, len(submissions) - len(todo), len(changed & {s.student for s in todo}), results_dir,
+                       grades_csv, feedback_dir, course, round(time.monotonic() - started, 3))
 
 
 def course_for(submissions_dir: Path, out: Path) -> Path:
@@ -220,16 +247,20 @@ def course_for(submissions_dir: Path, out: Path) -> Path:
     return out / "course"
 
 
-def is_recorded(results_dir: Path, submission: Submission) -> bool:
+def recorded_result(results_dir: Path, submission: Submission) -> dict | None:
+    """The result recorded for this very file (same sha256), or None: absent, unreadable, or a lost worker's (all
+    graded again)."""
     import json
 
     path = results_dir / f"{submission.student}.json"
     try:
         result = json.loads(path.read_text())
-        return (result["run"].get("submission_sha256") == submission.sha256
-                and (result["error"] or {}).get("kind") != "worker_failed")  # a lost worker: try again
+        if (result["run"].get("submission_sha256") == submission.sha256
+                and (result["error"] or {}).get("kind") != "worker_failed"):
+            return result
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return False  # absent, or unreadable: grade again
+        pass
+    return None
 
 
 def remove_partial_writes(*directories: Path) -> None:
@@ -249,9 +280,12 @@ def calibrate_once(spec: AssignmentSpec, threads: int, data_source: str | None) 
 
 
 def _outcome(future, spec: AssignmentSpec, submission: Submission) -> dict:
-    """The worker's answer; a worker that died is recorded as a crash of this submission, and the batch goes on."""
+    """The worker's answer. dlgrade's own errors (grade_task raises no other) stop the batch; a worker that died is
+    recorded as a crash of this submission, graded again by the next run, and the batch goes on."""
     try:
         return future.result()
+    except DlgradeError:
+        raise
     except Exception as exc:  # BrokenProcessPool, a Dask worker lost, ...
         from harness.checks import not_graded
         from harness.result import SubmissionResult, empty_metrics
@@ -261,7 +295,8 @@ def _outcome(future, spec: AssignmentSpec, submission: Submission) -> dict:
         result = SubmissionResult(spec.id, submission.student, "crashed", {"kind": "worker_failed",
                                   "message": message, "cell": None}, checks, empty_metrics(),
                                   {"wall_s": None, "device": None, "torch": None,
-                                   "started": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+                                   "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                   "assignment_hash": spec.hash})
         return {"result": result.to_json(), "executed": None, "notes": []}
 
 

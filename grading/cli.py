@@ -145,10 +145,13 @@ def cmd_grade(args) -> int:
 
     spec = load_spec(args.assignment)
     report = grade_batch(spec, Path(args.submissions), Path(args.out), workers=args.workers,
-                         scheduler=args.scheduler, force=args.force, threads=args.threads,
+                         scheduler=args.scheduler, force=args.force, regrade_changed=args.regrade_changed,
+                         threads=args.threads,
                          course=Path(args.course) if args.course else None, data_source=args.data_dir,
                          progress=not args.no_progress)
     print(format_batch_summary(report.graded, report.skipped))
+    if report.regraded_changed:
+        print(f"\n{report.regraded_changed} results graded with an older version of the assignment were regraded")
     print(f"\n{len(report.graded)} graded in {report.wall_s:.0f} s. results {report.results_dir}, feedback "
           f"{report.feedback_dir}, grades {report.grades_csv}, gradebook {report.course / 'gradebook.db'}")
     return 0 if all(r["status"] == "graded" and r["score"] == r["max_score"] for r in report.graded) else 1
@@ -249,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local worker processes (one GPU each when there are GPUs; else the cores are shared)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler (tcp://host:8786) instead of local workers")
     p.add_argument("--force", action="store_true", help="grade again submissions that are already recorded")
+    p.add_argument("--regrade-changed", action="store_true", help="grade again the results recorded with an older "
+                   "version of the assignment (its assignment.toml, notebooks or dlgrade changed)")
     p.add_argument("--course", help="nbgrader course directory (default: the parent of a submitted/ directory, "
                    "else OUT/course)")
     p.add_argument("--data-dir", help="directory of a dataset that is not bundled (cifar10)")

@@ -39,7 +39,8 @@ def run_demo(out: Path, workers: int | None = None) -> int:
     for spec in demo_assignments():
         print(f"\n== {spec.id}: grading {len(list(spec.submissions_dir.glob('*.ipynb')))} example submissions "
               f"on {workers} worker(s)")
-        report = grade_batch(spec, spec.submissions_dir, out / spec.id, workers=workers)
+        # an example whose assignment was edited since the last demo is graded again (the demo's purpose)
+        report = grade_batch(spec, spec.submissions_dir, out / spec.id, workers=workers, regrade_changed=True)
         board = write_leaderboard(spec, report.results_dir, out / spec.id / "leaderboard")
         expected_file = spec.submissions_dir / "expected.toml"
         expected = tomllib.loads(expected_file.read_text()) if expected_file.is_file() else {}

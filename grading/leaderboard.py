@@ -87,6 +87,10 @@ def load_results(results_dir: Path) -> list[dict]:
     assignments = sorted({r["assignment"] for r in results})
     if len(assignments) > 1:
         raise LeaderboardError(f"{results_dir} mixes assignments ({', '.join(assignments)}): one leaderboard each")
+    versions = {(r.get("run") or {}).get("assignment_hash") for r in results}
+    if len(versions) > 1:  # two rule sets in one ranking: results of an edited assignment not graded again
+        raise LeaderboardError(f"{results_dir} holds results graded with {len(versions)} versions of the assignment "
+                               "(run.assignment_hash): grade again with `dlgrade grade ... --regrade-changed`")
     return results
 
 

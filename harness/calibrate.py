@@ -15,8 +15,8 @@ import statistics
 from datetime import datetime, timezone
 from pathlib import Path
 
-from harness.result import write_json_atomic
 from harness.errors import BadInput
+from harness.result import write_json_atomic
 from harness.spec import AssignmentSpec
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "reference"

@@ -46,7 +46,8 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
     t0 = time.monotonic()
     checks = spec.visible_checks(selfcheck)
     result = SubmissionResult(spec.id, submission or notebook.stem, "graded", None, [], empty_metrics(),
-                              {"wall_s": None, "device": None, "torch": None, "started": started})
+                              {"wall_s": None, "device": None, "torch": None, "started": started,
+                               "assignment_hash": spec.hash})
     threads = threads or cpu_threads()
     box = Sandbox.create()
     report = None

@@ -2,6 +2,7 @@
 feedback pages, grades.csv, and a batch killed with SIGKILL that resumes without losing or duplicating anything."""
 from __future__ import annotations
 
+import concurrent.futures
 import csv
 import html
 import json
@@ -18,6 +19,7 @@ import psutil
 import pytest
 
 from grading.batch import find_submissions, grade_batch, slot_environment
+from grading.cli import main
 from grading.course import gradebook
 from harness.spec import load_spec
 from tests.conftest import MODEL, nbgrader_test_cell, notebook
@@ -260,3 +262,69 @@ def test_a_full_disk_and_a_half_written_result_are_repaired_by_a_rerun(course_as
     assert json.loads(half.read_text())["score"] == 5.0
     with gradebook(out / "course") as gb:
         assert sorted(s.student_id for s in gb.assignment_submissions("tiny")) == ["ada", "bob"]
+
+
+def test_a_changed_assignment_is_never_mixed_with_results_graded_under_the_old_one(course_assignment, tmp_path,
+                                                                                     capsys):
+    spec, submissions = course_assignment
+    (submissions / "dee.ipynb").unlink()
+    out = tmp_path / "out"
+    first = grade_batch(spec, submissions, out, threads=1, progress=False)
+    assert {r["run"]["assignment_hash"] for r in first.graded} == {spec.hash}
+    toml = spec.root / "assignment.toml"
+    toml.write_text(toml.read_text().replace('kind = "output_shape"\npoints = 1', 'kind = "output_shape"\npoints = 3'))
+    changed = load_spec(spec.root)
+    assert changed.hash != spec.hash
+    cy = out / "results" / "cy.json"  # as if cy had been graded under the new rules already
+    cy.write_text(cy.read_text().replace(spec.hash, changed.hash))
+    before = {p.name: p.read_bytes() for p in (out / "results").iterdir()}
+    command = ["grade", str(spec.root), str(submissions), "--out", str(out), "--threads", "1", "--no-progress"]
+
+    assert main(command) == 2
+    assert capsys.readouterr().err == ("dlgrade grade: 2 results were graded with an older version of the assignment: "
+                                       "re-run with --regrade-changed to regrade them, or --force to regrade all\n")
+    assert {p.name: p.read_bytes() for p in (out / "results").iterdir()} == before  # nothing graded or written
+
+    assert main([*command, "--regrade-changed"]) == 1  # bob is still below full marks
+    assert "2 results graded with an older version of the assignment were regraded" in capsys.readouterr().out
+    results = {p.stem: json.loads(p.read_text()) for p in (out / "results").glob("*.json")}
+    assert {name: (r["run"]["assignment_hash"] == changed.hash, r["max_score"]) for name, r in results.items()} == {
+        "ada": (True, 7.0), "bob": (True, 7.0), "cy": (True, 5.0)}  # cy kept: not graded again
+    assert (out / "results" / "cy.json").read_bytes() == before["cy.json"]
+
+
+def test_a_grader_bug_mid_batch_stops_it_with_exit_3_and_records_no_student(course_assignment, tmp_path, capsys,
+                                                                             monkeypatch):
+    """The coordinator's path with one local worker; the worker is a thread here so that the bug planted in a check
+    function reaches it (forked worker processes would not see the monkeypatch)."""
+    import grading.batch
+    from harness.checks import CHECK_KINDS
+
+    spec, submissions = course_assignment
+    for name in ("cy", "dee"):
+        (submissions / f"{name}.ipynb").unlink()
+    out = tmp_path / "out"
+
+    def grader_bug(check, evidence):
+        raise KeyError("threshold")
+
+    monkeypatch.setitem(CHECK_KINDS, "params", grader_bug)
+    monkeypatch.setattr(grading.batch, "local_executor", lambda workers: concurrent.futures.ThreadPoolExecutor(1))
+    command = ["grade", str(spec.root), str(submissions), "--out", str(out), "--workers", "1", "--threads", "1",
+               "--no-progress"]
+    assert main(command) == 3
+    err = capsys.readouterr().err
+    assert "KeyError: 'threshold'" in err  # the traceback, for the bug report
+    assert re.search(r"dlgrade grade: internal error \(a bug in dlgrade, not in the notebook\): grading (ada|bob) "
+                     r"failed in dlgrade's own code \(KeyError: 'threshold'\); nothing was recorded for it\. Once "
+                     r"fixed, run the same command again: it resumes\.", err), err
+    assert list((out / "results").iterdir()) == [] and not (out / "feedback").exists()
+    assert not (out / "grades.csv").exists()
+    with gradebook(out / "course") as gb:
+        assert gb.assignment_submissions("tiny") == []
+
+    monkeypatch.undo()
+    assert main(command) == 1  # the re-run grades everyone; bob is below full marks
+    results = {p.stem: json.loads(p.read_text()) for p in (out / "results").glob("*.json")}
+    assert {name: (r["status"], r["score"]) for name, r in results.items()} == {"ada": ("graded", 5.0),
+                                                                                 "bob": ("graded", 0.0)}

@@ -141,3 +141,8 @@ def test_results_of_two_assignments_or_a_stray_file_are_refused_with_the_reason(
         load_results(tmp_path)
     with pytest.raises(LeaderboardError, match="no results in"):
         load_results(tmp_path / "empty")
+    (tmp_path / "b.json").write_text(json.dumps({**RESULTS[1], "run": {"assignment_hash": "an older version"}}))
+    with pytest.raises(LeaderboardError, match=r"holds results graded with 2 versions of the assignment "
+                                               r"\(run.assignment_hash\): grade again with `dlgrade grade \.\.\. "
+                                               r"--regrade-changed`"):
+        load_results(tmp_path)
