@@ -25,6 +25,7 @@ from pathlib import Path
 
 import nbformat
 
+from grading.feedback import feedback_config, scrub_notebook, scrub_paths
 from harness.errors import BadInput
 from harness.spec import AssignmentSpec
 
@@ -112,12 +113,12 @@ def _alembic_on_path() -> None:
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
 
 
-def _api(course: Path):
+def _api(course: Path, config=None):
     from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
 
     _alembic_on_path()
-    config = Config()
+    config = config or Config()
     config.CourseDirectory.root = str(course)
     config.CourseDirectory.db_url = f"sqlite:///{course / 'gradebook.db'}"
     config.CourseDirectory.course_id = "dlgrade"
@@ -155,10 +156,12 @@ def record(spec: AssignmentSpec, course: Path, student: str, result: dict, execu
 
 
 def autograded_notebook(spec: AssignmentSpec, result: dict, executed: dict | None) -> nbformat.NotebookNode:
-    """The executed notebook as nbgrader's feedback expects it: the injected parameters cell (sandbox paths) removed,
-    each check cell showing the grader's verdict. A notebook that never ran is the course version, unexecuted."""
+    """The executed notebook as nbgrader's feedback expects it: the injected parameters cell removed, the course's
+    nbgrader metadata, each check cell showing the grader's verdict, and the run's sandbox paths (gone with the run)
+    replaced by placeholders. A notebook that never ran is the course version, unexecuted."""
     nb = nbformat.from_dict(copy.deepcopy(executed)) if executed else course_notebook(spec)
     nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    restore_nbgrader_metadata(nb, spec)
     harness_ids = {c.id for c in spec.harness_checks}
     present = {c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells}
     if not present & harness_ids:  # an old or edited notebook
@@ -175,12 +178,36 @@ def autograded_notebook(spec: AssignmentSpec, result: dict, executed: dict | Non
             text += f"\n{check['message']}"
         cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text + "\n")]
         cell.execution_count = None
-    return nb
+    return scrub_notebook(nb)
+
+
+def restore_nbgrader_metadata(nb: nbformat.NotebookNode, spec: AssignmentSpec) -> None:
+    """Each cell's nbgrader metadata as the course notebook has it, matched by grade_id (what nbgrader's own
+    OverwriteCells does before autograding); the metadata of a grade_id the course does not know is dropped.
+    The student's file could otherwise mark a cell of theirs as graded (nbgrader's feedback then fails: no such grade
+    in the gradebook) or as locked (shown as the assignment's, unsanitized: grading/feedback.py)."""
+    course = {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]
+              for c in course_notebook(spec).cells if "grade_id" in c.metadata.get("nbgrader", {})}
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in course:
+            cell.metadata["nbgrader"] = copy.deepcopy(course[grade_id])
+        else:
+            cell.metadata.pop("nbgrader", None)
 
 
 def feedback(spec: AssignmentSpec, course: Path, student: str, result: dict, out: Path) -> Path:
     """nbgrader's feedback HTML for one student, with the grader's check table at the top. Written to `out`."""
-    api_result = _api(Path(course).resolve()).generate_feedback(spec.id, student, force=True)
+    from nbgrader.converters import GenerateFeedback
+    from nbgrader.utils import capture_log
+
+    # NbGraderAPI.generate_feedback would impose nbgrader's own template: its converter is run here as the
+    # `nbgrader generate_feedback` command runs it, with dlgrade's configuration (grading/feedback.py).
+    api = _api(Path(course).resolve(), feedback_config())
+    api.coursedir.assignment_id, api.coursedir.student_id = spec.id, student
+    converter = GenerateFeedback(coursedir=api.coursedir, parent=api)
+    converter.force = True
+    api_result = capture_log(converter)
     generated = Path(course) / "feedback" / student / spec.id / f"{spec.notebook.stem}.html"
     if not api_result["success"] or not generated.is_file():
         raise CourseError(f"nbgrader generate_feedback failed for {student}: {api_result.get('error', '')}")
@@ -199,7 +226,7 @@ def feedback(spec: AssignmentSpec, course: Path, student: str, result: dict, out
 def check_table(spec: AssignmentSpec, result: dict) -> str:
     """The harness's verdict as an HTML section: status, error, and one row per check (hidden: passed/failed)."""
     hidden = {c.id for c in spec.checks if c.hidden}
-    esc = lambda value: html.escape(value if isinstance(value, str) else json.dumps(value))  # noqa: E731
+    esc = lambda value: html.escape(scrub_paths(value if isinstance(value, str) else json.dumps(value)))  # noqa: E731
     rows = []
     for c in result["checks"]:
         secret = c["id"] in hidden
