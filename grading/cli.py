@@ -108,10 +108,14 @@ def cmd_calibrate(args) -> int:
     spec = load_spec(args.assignment)
     parameters = grading_parameters(spec, parse_parameters(args.p), selfcheck=args.selfcheck)
     entry = calibrate(spec, parameters, args.data_dir, args.threads, args.runs)
-    runs = ", ".join(f"{r['train_time_s']}" for r in entry["runs"])
+
+    def times(key):
+        return f"{key} {entry[key]} (median of {', '.join(str(r[key]) for r in entry['runs'])})"
+
     print(f"{spec.id}: reference solution on {entry['device']} (torch {entry['torch']}, {entry['threads']} threads) "
-          f"with {parameters}:\n  train_time_s {entry['train_time_s']} (median of {runs}), exec_time_s "
-          f"{entry['exec_time_s']}, accuracy {entry['accuracy']}\ncached for time_ratio / exec_ratio of later checks")
+          f"with {parameters}:\n  {times('train_time_s')}, {times('train_cpu_s')}, exec_time_s "
+          f"{entry['exec_time_s']}, exec_cpu_s {entry['exec_cpu_s']}, accuracy {entry['accuracy']}\n"
+          "cached for time_ratio / exec_ratio of later checks")
     return 0
 
 

@@ -1,9 +1,10 @@
 """Reference timing: run an assignment's reference solution through the grading path on this runner, cache its times.
 
-One calibration = `runs` runs of the reference solution (default 3, `[timing] runs`); the cached times are their
-medians, so one run slowed by a neighbour does not set the bar. The cache key is everything a time depends on: device
-name, torch version, CPU threads, the grading parameters, and hashes of the reference notebook and of the reference
-recipe it imports (reference/train.py, reference/models). Changing any of them calibrates again, on demand.
+One calibration = `runs` runs of the reference solution (default 3, `[timing] runs`); the cached times (wall and CPU
+time, of the train cells and of all cells) are their medians, so one run slowed by a neighbour does not set the bar.
+The cache key is everything a time depends on: device name, torch version, CPU threads, the grading parameters, and
+hashes of the reference notebook and of the reference recipe it imports (reference/train.py, reference/models).
+Changing any of them calibrates again, on demand.
 Cache: $DLGRADE_CACHE or ~/.cache/dlgrade.
 """
 from __future__ import annotations
@@ -20,6 +21,8 @@ from harness.result import write_json_atomic
 from harness.spec import AssignmentSpec
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "reference"
+TIMES = ("train_time_s", "exec_time_s", "train_cpu_s", "exec_cpu_s")  # wall and CPU, cached per calibration
+ENTRY_VERSION = 2  # 2: CPU times recorded too; older entries lack them, so they are calibrated again
 
 
 class CalibrationError(BadInput):
@@ -44,8 +47,9 @@ def recipe_hash() -> str:
 
 
 def calibration_key(spec: AssignmentSpec, parameters: dict, device: str, torch_version: str, threads: int) -> str:
-    blob = json.dumps({"assignment": spec.id, "parameters": parameters, "device": device, "torch": torch_version,
-                       "threads": threads, "notebook": hashlib.sha256(spec.reference_notebook.read_bytes()).hexdigest(),
+    blob = json.dumps({"entry": ENTRY_VERSION, "assignment": spec.id, "parameters": parameters, "device": device,
+                       "torch": torch_version, "threads": threads,
+                       "notebook": hashlib.sha256(spec.reference_notebook.read_bytes()).hexdigest(),
                        "recipe": recipe_hash()}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
@@ -72,11 +76,9 @@ def calibrate(spec: AssignmentSpec, parameters: dict, data_source: str | None = 
         "device": first.run["device"],
         "torch": first.run["torch"],
         "threads": first.run["threads"],
-        "train_time_s": _median(r.metrics["train_time_s"] for r in measured),
-        "exec_time_s": _median(r.metrics["exec_time_s"] for r in measured),
+        **{key: _median(r.metrics[key] for r in measured) for key in TIMES},
         "accuracy": first.metrics["accuracy"],
-        "runs": [{"train_time_s": r.metrics["train_time_s"], "exec_time_s": r.metrics["exec_time_s"]}
-                 for r in measured],
+        "runs": [{key: r.metrics[key] for key in TIMES} for r in measured],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     key = calibration_key(spec, parameters, entry["device"], entry["torch"], entry["threads"])

@@ -93,7 +93,8 @@ class CellRun:
     index: int
     tags: list[str]
     state: str  # "executed" | "interrupted" | "not_run"
-    duration_s: float | None
+    duration_s: float | None  # wall clock (papermill's metadata)
+    cpu_s: float | None  # user + system CPU of the kernel's process tree while the cell ran (read from /proc)
     error: dict | None = None  # {"ename", "evalue"} of the first error output
     exit_requested: bool = False  # sys.exit()/exit()/quit() in this cell
 
@@ -194,5 +195,6 @@ def _cell_runs(nb: nbformat.NotebookNode, report: dict) -> list[CellRun]:
         if error and error["ename"] == "SystemExit":
             exits.add(index)
         duration = cell.metadata.get("papermill", {}).get("duration") if state == "executed" else None
-        runs.append(CellRun(index, list(cell.metadata.get("tags", [])), state, duration, error, index in exits))
+        cpu = report["cpu_s"].get(str(index)) if state == "executed" else None  # JSON keys are strings
+        runs.append(CellRun(index, list(cell.metadata.get("tags", [])), state, duration, cpu, error, index in exits))
     return runs

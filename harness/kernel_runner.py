@@ -4,7 +4,9 @@
 job (notebook, kernel, timeouts, paths to mask, working directory, scrubbed environment) it forks a runner in a new
 session, answers {"pid"}, and when the runner has ended relays its report: the executed notebook and the outcome,
 written by the runner to a pipe that jupyter_client closes in the kernel it starts (close_fds), so the student's
-code cannot write to it. Per-cell timing is papermill's own metadata (start_time, end_time, duration).
+code cannot write to it. Per-cell wall time is papermill's own metadata (start_time, end_time, duration); per-cell
+CPU time (user + system of every process under the runner: the kernel, its threads and children) is read by the
+runner from /proc at each cell's start and end (nbclient's hooks), so the kernel cannot change it.
 
 The runner is a child subreaper, so every process the kernel forks stays in its process tree and the parent can
 kill all of them when the run ends. Before the kernel starts, the runner isolates what it starts (`harness.isolation`:
@@ -22,7 +24,7 @@ from pathlib import Path
 import nbformat
 
 from harness import isolation
-from harness.processes import PR_SET_CHILD_SUBREAPER, kill_tree, prctl
+from harness.processes import PR_SET_CHILD_SUBREAPER, kill_tree, prctl, tree_cpu_seconds
 from harness.zygote import exit_reason, fork, read_until_eof, serve
 
 
@@ -79,11 +81,16 @@ def run(nb: nbformat.NotebookNode, kernel_name: str, cell_timeout_s: float, star
     started: list[int] = []
     executed: list[int] = []
     exit_cells: list[int] = []
+    cpu_s: dict[int, float] = {}  # executed cell -> CPU seconds of the kernel's process tree while it ran
+    cpu_at_start = 0.0
 
     def on_cell_execute(cell, cell_index):
+        nonlocal cpu_at_start
         started.append(cell_index)
+        cpu_at_start = tree_cpu_seconds(os.getpid())  # the kernel and its children are under this runner
 
     def on_cell_executed(cell, cell_index, execute_reply):
+        cpu_s[cell_index] = round(tree_cpu_seconds(os.getpid()) - cpu_at_start, 3)
         executed.append(cell_index)
         if _exit_requested(execute_reply):
             exit_cells.append(cell_index)
@@ -127,6 +134,7 @@ def run(nb: nbformat.NotebookNode, kernel_name: str, cell_timeout_s: float, star
         "executed_cells": executed,
         "interrupted_cell": interrupted,
         "exit_cells": exit_cells,
+        "cpu_s": cpu_s,
         "output_truncated_cell": client.truncated_cell,
         "notebook": nb_man.nb,
     }

@@ -1,4 +1,4 @@
-"""Process-tree bookkeeping for the sandbox: total memory, killing every descendant, dying with the parent."""
+"""Process-tree bookkeeping for the sandbox: memory, CPU time, killing every descendant, dying with the parent."""
 from __future__ import annotations
 
 import ctypes
@@ -61,6 +61,30 @@ def tree_memory_bytes(pid: int) -> int:
     except psutil.NoSuchProcess:
         return 0
     return sum(_pss_bytes(proc) for proc in procs)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by every descendant of `pid`, read from /proc by the caller, so the
+    processes measured cannot change it: each live or zombie descendant's own time (all its threads, ended ones
+    included) plus its children's that it waited for, plus the children `pid` itself waited for (the sandbox runner
+    is a subreaper: the kernel's orphans end up there).
+
+    Unlike wall time, this does not grow when other processes compete for the cores. A process that is reaped
+    between the listing and the reading of its parent is missed; at cell boundaries the kernel is idle, so this
+    costs at most the last few milliseconds of a child that ends exactly then.
+    """
+    try:
+        own = psutil.Process(pid).cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = own.children_user + own.children_system
+    for proc in descendants(pid):
+        try:
+            times = proc.cpu_times()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
 
 
 def _pss_bytes(proc: psutil.Process) -> int:

@@ -27,28 +27,42 @@ kind = "time_ratio"
 points = 1
 budget = 1.5
 """
+BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < {s}:\n    pass"  # s seconds of CPU
 SLEEP_1 = "import time\ntime.sleep(1.0)"
-SLEEP_2 = "import time\ntime.sleep(2.0)"
 
 
 @pytest.fixture
 def timed(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("DLGRADE_CACHE", str(tmp_path / "cache"))
-    return tiny(extra_toml=TIMING, reference_cells=([MODEL, SLEEP_1], {1: ["train"]}))
+    return tiny(extra_toml=TIMING, reference_cells=([MODEL, BURN.format(s=0.5)], {1: ["train"]}))
 
 
-def test_time_ratio_compares_train_cells_with_the_calibrated_reference(timed):
+def test_time_ratio_compares_train_cpu_with_the_calibrated_reference(timed):
     spec, write = timed
-    result = grade_one(write([MODEL, SLEEP_2], tags={1: ["train"]}), spec)
+    result = grade_one(write([MODEL, BURN.format(s=1.0)], tags={1: ["train"]}), spec)
     assert result.status == "graded", result.error
-    assert 1.8 <= result.metrics["time_ratio"] <= 2.2  # 2 s of training against 1 s, plus cell overheads
-    assert 1.0 < result.metrics["exec_ratio"] < result.metrics["time_ratio"]
+    m = result.metrics
+    assert m["time_basis"] == "cpu"
+    assert 1.8 <= m["time_ratio"] <= 2.1  # 1 s of CPU against 0.5 s, plus cell overheads
+    assert m["time_ratio"] == round(m["train_cpu_s"] / m["reference_train_cpu_s"], 4)
+    assert 1.0 < m["exec_ratio"] < m["time_ratio"]
     speed = next(c for c in result.checks if c.id == "speed")
     assert (speed.passed, speed.points) == (False, 0.0)
-    assert speed.message.startswith(f"training took {result.metrics['time_ratio']:.2f}x the reference's time")
+    assert speed.message.startswith(f"training took {m['time_ratio']:.2f}x the reference's time")
     entries = list(cache_dir().glob("*.json"))
     assert len(entries) == 1
-    assert 0.9 <= json.loads(entries[0].read_text())["train_time_s"] <= 1.3
+    entry = json.loads(entries[0].read_text())
+    assert 0.5 <= entry["train_cpu_s"] <= 0.6 and entry["train_time_s"] >= 0.5
+
+
+def test_waiting_in_the_train_cell_costs_no_time_ratio_on_cpu(timed):
+    """What a neighbour's load does to wall time, sleeping does too: CPU time, which ranks, does not grow."""
+    spec, write = timed
+    result = grade_one(write([MODEL, BURN.format(s=0.5) + "\ntime.sleep(1.5)"], tags={1: ["train"]}), spec)
+    m = result.metrics
+    assert 0.9 <= m["time_ratio"] <= 1.1
+    assert m["train_time_s"] / m["reference_train_time_s"] > 2.0  # the wall-clock ratio
+    assert next(c for c in result.checks if c.id == "speed").passed
 
 
 def test_reference_times_are_calibrated_once_then_read_from_the_cache(timed, capsys):
@@ -64,8 +78,8 @@ def test_reference_times_are_calibrated_once_then_read_from_the_cache(timed, cap
 
 def test_training_hidden_in_untagged_cells_is_caught_by_exec_ratio(timed):
     spec, write = timed
-    # a tiny tagged cell, the real work in an untagged one
-    result = grade_one(write([MODEL, "x = 1", SLEEP_2 + "\ntime.sleep(2.0)"], tags={1: ["train"]}), spec)
+    # a tiny tagged cell, the real work in an untagged one (the whole reference costs ~3 s of CPU: imports, export)
+    result = grade_one(write([MODEL, "x = 1", BURN.format(s=4.0)], tags={1: ["train"]}), spec)
     assert result.metrics["time_ratio"] < 0.1
     assert result.metrics["exec_ratio"] > 1.5
     speed = next(c for c in result.checks if c.id == "speed")
@@ -91,6 +105,7 @@ def test_calibration_takes_the_median_of_its_runs(tiny, shared_dir):
     fast, slow, middle = (r["train_time_s"] for r in entry["runs"])
     assert 0.5 <= fast < middle < slow and slow >= 3.0
     assert entry["train_time_s"] == middle and 1.0 <= middle <= 1.4
+    assert entry["train_cpu_s"] < 0.1  # sleeping: wall time, no CPU
     assert entry["threads"] == 1
     assert json.loads((cache_dir() / f"{calibration_key(spec, spec.parameters, 'cpu', entry['torch'], 1)}.json")
                       .read_text())["runs"] == entry["runs"]
