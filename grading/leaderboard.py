@@ -25,9 +25,10 @@ from harness.errors import BadInput
 from harness.spec import AssignmentSpec
 
 REFERENCE_PARAMS, REFERENCE_MACS = 5.6e6, 2.8e8  # ResNet18-CIFAR (11,173,962 params, ~5.55e8 MACs) at 16 bits
-METRICS = ["architecture", "params", "macs", "accuracy", "train_time_s", "time_ratio", "latency_ms", "weight_bits",
-           "activation_bits", "structured_sparsity", "unstructured_sparsity"]  # from each result's metrics
-FRONTS = {"params": "pareto_params", "macs": "pareto_macs", "train_time_s": "pareto_time"}
+METRICS = ["architecture", "time_basis", "params", "macs", "accuracy", "train_time_s", "train_cpu_s", "time_ratio",
+           "latency_ms", "weight_bits", "activation_bits", "structured_sparsity", "unstructured_sparsity"]  # from results
+NUMBERS = METRICS[2:]
+FRONTS = {"params": "pareto_params", "macs": "pareto_macs", "ranked_train_s": "pareto_time"}
 
 
 class LeaderboardError(BadInput):
@@ -98,7 +99,8 @@ def leaderboard_table(spec: AssignmentSpec, results: list[dict]) -> pd.DataFrame
     """One row per submission, ranked by the assignment's rule; failed submissions last, with their status."""
     table = pd.DataFrame([{"submission": r["submission"], "status": r["status"],
                            **{key: r["metrics"].get(key) for key in METRICS}} for r in results])
-    table[METRICS[1:]] = table[METRICS[1:]].apply(pd.to_numeric, errors="coerce")
+    table[NUMBERS] = table[NUMBERS].apply(pd.to_numeric, errors="coerce")
+    table.insert(table.columns.get_loc("time_ratio"), "ranked_train_s", ranked_train_s(table))
     measured = (table["status"] == "graded") & table[["params", "macs"]].notna().all(axis=1)
     table["challenge_score"] = [
         challenge_score(r.params, r.macs, r.weight_bits, r.activation_bits, r.structured_sparsity or 0.0,
@@ -113,6 +115,26 @@ def leaderboard_table(spec: AssignmentSpec, results: list[dict]) -> pd.DataFrame
     table.insert(0, "rank", pd.array(list(range(1, int(measured.sum()) + 1)) + [pd.NA] * int((~measured).sum()),
                                      dtype="Int64"))
     return table.reset_index(drop=True)
+
+
+def ranked_train_s(table: pd.DataFrame) -> pd.Series:
+    """The training time that ranks: CPU seconds where the result's time basis is "cpu" (the machine's load does not
+    change them), wall seconds otherwise (GPU runners, and results recorded before CPU time was)."""
+    return table["train_cpu_s"].where(table["time_basis"] == "cpu", table["train_time_s"])
+
+
+def time_column(table: pd.DataFrame) -> tuple[str, str, str]:
+    """(column header, plot axis label, footnote) saying which training time ranks."""
+    bases = set(table.loc[table["ranked_train_s"].notna(), "time_basis"].fillna("wall"))
+    if bases == {"cpu"}:
+        return ("train CPU s", "training time (CPU s)", "train CPU s: CPU seconds (user + system) of the cells tagged "
+                "`train`, the kernel's whole process tree: unlike wall time they do not grow with the machine's load, "
+                "so they rank. Wall-clock seconds: train_time_s in leaderboard.csv.")
+    if bases <= {"wall"}:
+        return ("train s", "training time (s)", "train s: wall-clock seconds of the cells tagged `train` (GPU runners: "
+                "CPU time does not see the GPU's work). CPU seconds: train_cpu_s in leaderboard.csv.")
+    return ("train s", "training time (s)", "train s: CPU seconds of the cells tagged `train` on CPU runners, "
+            "wall-clock seconds on GPU runners (time_basis in leaderboard.csv): compare within one kind of runner.")
 
 
 def sort(table: pd.DataFrame, measured: pd.Series, rule: str) -> pd.DataFrame:
@@ -178,7 +200,7 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
         "params": [num(v, ",.0f") for v in table["params"]],
         "MACs": [num(v, ",.0f") for v in table["macs"]],
         "accuracy": [num(v, ".1%") for v in table["accuracy"]],
-        "train s": [num(v, ".2f") for v in table["train_time_s"]],
+        time_column(table)[0]: [num(v, ".2f") for v in table["ranked_train_s"]],
         "time ratio": [num(v, ".2f") for v in table["time_ratio"]],
         "latency ms": [num(v, ".3f") for v in table["latency_ms"]],
         "score": [("" if pd.isna(s) else f"{s:.4f}" + ("" if ok else " (below gate)"))
@@ -196,7 +218,7 @@ def markdown(spec: AssignmentSpec, table: pd.DataFrame) -> str:
             f"{spec.leaderboard.accuracy_gate:.0%})" if spec.leaderboard.rank == "challenge"
             else "Pareto front first (accuracy up; params, MACs, training time down), then accuracy")
     return (f"# Leaderboard: {spec.title}\n\nRanked by {rule}. Failed submissions are listed last with their "
-            f"status.\n\n{display_table(table).to_markdown(index=False)}\n")
+            f"status.\n\n{display_table(table).to_markdown(index=False)}\n\n{time_column(table)[2]}\n")
 
 
 def format_console(table: pd.DataFrame) -> str:

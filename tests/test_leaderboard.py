@@ -129,6 +129,26 @@ def test_a_new_result_makes_a_dated_snapshot_and_an_unchanged_table_does_not(tmp
     assert page.count("<svg") == 3 and 'id="leaderboard"' in page and "http" not in page.split("<svg")[0]
 
 
+def test_cpu_seconds_rank_on_cpu_runners_and_the_pages_say_so(tmp_path):
+    # the same model twice: one waited 9 s on a busy machine for 1 s of CPU, the other used 3 s of CPU in 2 s
+    waited, busy = result("waited", train_time_s=9.0), result("busy", train_time_s=2.0)
+    waited["metrics"].update(train_cpu_s=1.0, time_basis="cpu")
+    busy["metrics"].update(train_cpu_s=3.0, time_basis="cpu")
+    results = tmp_path / "results"
+    results.mkdir()
+    for r in (waited, busy):
+        (results / f"{r['submission']}.json").write_text(json.dumps(r))
+    files = write_leaderboard(dataclasses.replace(PROJECT, leaderboard=LeaderboardSpec("pareto", 0.90)), results,
+                              tmp_path / "board")
+    table = files.table.set_index("submission")
+    assert table.index.tolist() == ["waited", "busy"]
+    assert table["ranked_train_s"].tolist() == [1.0, 3.0] and table["pareto_time"].tolist() == [True, False]
+    assert pd.read_csv(files.csv).set_index("submission")["train_time_s"].tolist() == [9.0, 2.0]  # wall, kept
+    markdown = files.markdown.read_text()
+    assert " train CPU s |" in markdown and "do not grow with the machine's load" in markdown
+    assert "training time (CPU s)" in files.html.read_text()
+
+
 def test_results_of_two_assignments_or_a_stray_file_are_refused_with_the_reason(tmp_path):
     from grading.leaderboard import LeaderboardError, load_results
 
