@@ -29,6 +29,7 @@ bench: setup
 	$(PY) benchmarks/overhead.py | tee benchmarks/overhead.md
 	$(PY) benchmarks/reference_vs_baseline.py | tee benchmarks/reference_vs_baseline.md
 	$(PY) benchmarks/batch_scaling.py 2 | tee benchmarks/batch_scaling.md
+	$(PY) benchmarks/timing_stability.py | tee benchmarks/timing_stability.md
 
 clean:
 	rm -rf $(VENV) demo_out dlgrade_out .pytest_cache
