@@ -203,7 +203,7 @@ def grade_batch(spec: AssignmentSpec, submissions_dir: Path, out: Path, workers:
 
         threads = cpu_threads(workers)
     if todo and spec.reference_notebook is not None and not scheduler:
-        calibrate_once(spec, threads, data_source)  # before the workers start, not once per worker
+        calibrate_once(spec, data_source)  # before the workers start, not once per worker
 
     graded = []
     client, executor = dask_executor(scheduler) if scheduler else (None, local_executor(workers))
@@ -271,12 +271,12 @@ def remove_partial_writes(*directories: Path) -> None:
                 tmp.unlink(missing_ok=True)
 
 
-def calibrate_once(spec: AssignmentSpec, threads: int, data_source: str | None) -> None:
+def calibrate_once(spec: AssignmentSpec, data_source: str | None) -> None:
     from harness.calibrate import reference_times
     from harness.grade import device_name, grading_parameters, pick_device, torch_version
 
-    reference_times(spec, grading_parameters(spec, {}, False), device_name(pick_device()), torch_version(), threads,
-                    data_source)
+    reference_times(spec, grading_parameters(spec, {}, False), device_name(pick_device()), torch_version(),
+                    spec.limits.threads, data_source)
 
 
 def _outcome(future, spec: AssignmentSpec, submission: Submission) -> dict:

@@ -198,8 +198,9 @@ def positive_int(text: str) -> int:
 
 
 def add_threads(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=positive_int, help="CPU threads for the notebook and the measurements "
-                   "(default: every core available). Times are compared with a reference timed at the same count")
+    p.add_argument("--threads", type=positive_int, help="CPU threads of the measuring process (default: every "
+                   "core available). The notebook always runs with the assignment's [limits] threads (default 1), "
+                   "so that its training, and every verdict, is the same on any machine")
 
 
 def build_parser() -> argparse.ArgumentParser:

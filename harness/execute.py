@@ -40,6 +40,10 @@ class Limits:
     max_file_mb: float = 2048  # largest file the kernel may write
     max_output_mb: float = 20  # cell outputs kept in the executed notebook; later ones are dropped
     cpu_time_s: float | None = None  # CPU seconds per kernel process; default: timeout_s x the run's threads
+    # CPU threads of the kernel (OMP/MKL, torch's intra-op pool) on every runner, whatever the worker count or
+    # --threads: a float reduction's order depends on the thread count, so seeded training gives the same
+    # model, and so the same verdict, only at a fixed count
+    threads: int = 1
 
     def cpu_seconds(self, threads: int) -> int:
         return int(self.cpu_time_s if self.cpu_time_s is not None else self.timeout_s * max(1, threads)) + 1

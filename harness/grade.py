@@ -38,8 +38,9 @@ class NotGraded(BadInput):
 def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = None, selfcheck: bool = False,
               submission: str | None = None, threads: int | None = None, data_source: str | None = None,
               timing: bool = True) -> SubmissionResult:
-    """Grade one notebook. `threads`: CPU threads of the kernel and the measuring process (default: every core
-    this process may use; a batch with N workers gives each 1/N). `data_source`: directory of a dataset that is not
+    """Grade one notebook. `threads`: CPU threads of the measuring process (default: every core this process may
+    use; a batch with N workers gives each 1/N); the kernel always runs with `[limits] threads`, so that seeded
+    training, and so every verdict, is the same on every runner. `data_source`: directory of a dataset that is not
     bundled (cifar10); `timing=False` skips the comparison with the reference (used to calibrate the reference)."""
     notebook = Path(notebook)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -53,7 +54,8 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
     report = None
     try:
         device = pick_device()
-        result.run.update(device=device_name(device), torch=torch_version(), threads=threads)
+        result.run.update(device=device_name(device), torch=torch_version(), threads=spec.limits.threads,
+                          measure_threads=threads)
         parameters = grading_parameters(spec, overrides or {}, selfcheck)
         dataset = parameters.get("dataset")
         nb, notes = prepare(notebook, spec, parameters, box, device, hidden_tests=not selfcheck)
@@ -66,7 +68,7 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
         if backbone:
             mask.append(backbone.parent)  # the kernel works on its copy; the measurer compares with the original
         measurer.start()  # the first time, its imports and warm-up overlap the run
-        report = execute(nb, box, spec.limits, spec.kernel, threads, mask)
+        report = execute(nb, box, spec.limits, spec.kernel, spec.limits.threads, mask)
         result.executed = report.notebook
         result.run["sandbox"] = report.sandbox
         if report.sandbox.get("mounts", "").startswith("none"):
@@ -126,8 +128,8 @@ def compare_times(spec: AssignmentSpec, parameters: dict, result: SubmissionResu
     """time_ratio (cells tagged `train`) and exec_ratio (all cells) against the reference on this runner, on the
     `time_basis` of the device (CPU or wall time)."""
     try:
-        reference = reference_times(spec, parameters, result.run["device"], result.run["torch"], threads,
-                                    data_source)
+        reference = reference_times(spec, parameters, result.run["device"], result.run["torch"],
+                                    spec.limits.threads, data_source)
     except CalibrationError as exc:
         result.notes.append(f"no reference timing: {exc}")
         return {}

@@ -1,6 +1,7 @@
 """The grading path end to end on tiny notebooks: real kernels, real sandbox, real measuring process."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import uuid
@@ -71,3 +72,16 @@ def test_train_time_is_the_sum_of_cells_tagged_train(tiny):
                              tags={1: ["train"], 2: ["train"]}), spec)
     assert result.status == "graded"
     assert 1.5 <= result.metrics["train_time_s"] < 2.5
+
+
+def test_the_kernel_trains_with_the_assignments_threads_whatever_the_grader_has(tiny):
+    """[limits] threads (default 1) pins the kernel's thread count; --threads only sets the measuring process."""
+    spec, write = tiny()
+    probe = "import torch\nassert torch.get_num_threads() == {n}, torch.get_num_threads()"
+    result = grade_one(write([MODEL, probe.format(n=1)]), spec, threads=2)
+    assert (result.status, result.notes) == ("graded", [])
+    assert (result.run["threads"], result.run["measure_threads"]) == (1, 2)
+    two = dataclasses.replace(spec, limits=dataclasses.replace(spec.limits, threads=2))
+    result = grade_one(write([MODEL, probe.format(n=2)]), two, threads=1)
+    assert (result.status, result.notes) == ("graded", [])
+    assert (result.run["threads"], result.run["measure_threads"]) == (2, 1)
