@@ -26,9 +26,11 @@ def format_result(result: SubmissionResult) -> str:
     if rows and result.status == "graded":
         lines.append(tabulate(rows, headers=["", "check", "points", "message"], tablefmt="simple"))
     m = result.metrics
+    basis = f" ({m['time_basis']} time)" if m["time_basis"] else ""
     lines.append(f"metrics: params {_fmt(m['params'])}, trainable {_fmt(m['trainable_params'])}, "
                  f"MACs {_fmt(m['macs'])}, accuracy {_fmt(m['accuracy'])}, train_time_s {_fmt(m['train_time_s'])}, "
-                 f"time_ratio {_fmt(m['time_ratio'])}; run {result.run['wall_s']} s on {result.run['device']}")
+                 f"train_cpu_s {_fmt(m['train_cpu_s'])}, time_ratio {_fmt(m['time_ratio'])}{basis}; run "
+                 f"{result.run['wall_s']} s on {result.run['device']}")
     for name, extra in m.get("models", {}).items():
         lines.append(f"  extra model '{name}': params {_fmt(extra['params'])}, trainable "
                      f"{_fmt(extra['trainable_params'])}, MACs {_fmt(extra['macs'])}, accuracy {_fmt(extra['accuracy'])}")
