@@ -133,14 +133,20 @@ def compare_times(spec: AssignmentSpec, parameters: dict, result: SubmissionResu
     except CalibrationError as exc:
         result.notes.append(f"no reference timing: {exc}")
         return {}
+    return time_ratios(result.metrics, reference)
+
+
+def time_ratios(metrics: dict, reference: dict) -> dict:
+    """time_ratio and exec_ratio of a run's `metrics` against the reference's times (a calibration entry, or the
+    metrics of a reference run), on the run's `time_basis`."""
 
     def ratio(mine, theirs):
         return round(mine / theirs, 4) if mine is not None and theirs else None
 
-    cpu = result.metrics["time_basis"] == "cpu"
+    cpu = metrics["time_basis"] == "cpu"
     train, whole = ("train_cpu_s", "exec_cpu_s") if cpu else ("train_time_s", "exec_time_s")
-    return {"time_ratio": ratio(result.metrics[train], reference[train]),
-            "exec_ratio": ratio(result.metrics[whole], reference[whole]),
+    return {"time_ratio": ratio(metrics[train], reference[train]),
+            "exec_ratio": ratio(metrics[whole], reference[whole]),
             "reference_train_time_s": reference["train_time_s"],
             "reference_train_cpu_s": reference["train_cpu_s"]}
 

@@ -1,0 +1,65 @@
+"""`dlgrade audit`: verdicts, spreads and margins over seeds and kernel thread counts; fragile checks flagged."""
+from __future__ import annotations
+
+import pytest
+
+from grading.audit import CheckAudit, signed_margin
+from grading.cli import main
+from harness.checks import CheckResult
+from tests.conftest import MODEL
+
+
+def audit_row(passed, margins, kind="accuracy") -> CheckAudit:
+    return CheckAudit("solution", "acc", kind, list(passed), [], list(margins))
+
+
+def test_a_verdict_that_flips_is_fragile():
+    row = audit_row([True, False, True], [0.02, -0.01, 0.03])
+    assert (row.verdict, row.fragile) == ("FLIPS", "verdict flips: passed 2 of 3 runs")
+
+
+def test_a_margin_not_above_the_spread_is_fragile():
+    row = audit_row([True] * 4, [0.05, 0.20, 0.12, 0.09])
+    assert row.verdict == "pass"
+    assert (row.margin, round(row.spread, 6)) == (0.05, 0.15)
+    assert row.fragile == "margin 0.05 not above the spread 0.15"
+
+
+def test_a_margin_many_spreads_wide_is_not_fragile():
+    row = audit_row([True] * 4, [0.30, 0.35, 0.32, 0.31])
+    assert row.fragile is None
+    failing = audit_row([False] * 3, [-0.40, -0.38, -0.41])  # a robust failure (an example meant to fail) is fine
+    assert (failing.verdict, failing.margin, failing.fragile) == ("fail", 0.38, None)
+
+
+def test_a_margin_of_zero_is_fragile():
+    assert audit_row([False, False], [0.0, 0.0], "beats").fragile == "margin 0 not above the spread 0"
+
+
+def test_signed_margins_point_to_the_passing_side():
+    accuracy = CheckResult("acc", True, 1, 1, 0.5, 0.72, "")
+    beats = CheckResult("beats", False, 0, 1, 0.6, 0.55, "")
+    timing = CheckResult("t", True, 1, 1, {"time_ratio": 3.0, "exec_ratio": 3.0}, {"time_ratio": 1.2, "exec_ratio": 2.5},
+                         "")
+    assert signed_margin("accuracy", accuracy) == pytest.approx(0.22)
+    assert signed_margin("beats", beats) == pytest.approx(-0.05)
+    assert signed_margin("time_ratio", timing) == pytest.approx(0.5)  # the tighter of the two budgets
+    assert signed_margin("accuracy", CheckResult("acc", False, 0, 1, 0.5, None, "")) is None
+    assert signed_margin("params", CheckResult("p", True, 1, 1, 490, 490, "")) is None
+
+
+@pytest.mark.slow
+def test_audit_flags_a_verdict_that_depends_on_the_kernels_thread_count(tiny, capsys):
+    spec, write = tiny()
+    write([MODEL])
+    write(["import torch\nfrom torch import nn\n"
+           "model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 9 + torch.get_num_threads()))"])
+    code = main(["audit", str(spec.root), "--seeds", "3"])
+    table = capsys.readouterr().out
+    assert code == 1
+    assert "no seed parameter x kernel threads 1, 2 (6 runs)" in table
+    assert "| example s0 | params | pass | 490 - 490 |  |  | ok |" in table
+    assert "| solution | output | pass |  |  |  | ok |" in table
+    assert "| example s1 | params | FLIPS | 490 - 539 |  |  | **FRAGILE**: verdict flips: passed 1 of 2 runs |" in table
+    assert "| example s1 | output | FLIPS |  |  |  | **FRAGILE**: verdict flips: passed 1 of 2 runs |" in table
+    assert table.rstrip().endswith("6 verdicts audited, 2 fragile.")
