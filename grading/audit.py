@@ -11,6 +11,7 @@ audit: the calibration cache is neither read nor written.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -78,26 +79,32 @@ def audit_notebooks(spec: AssignmentSpec) -> dict[str, Path]:
 
 
 def run_audit(spec: AssignmentSpec, seeds: int, thread_counts=THREAD_COUNTS, data_source: str | None = None,
-              log=sys.stderr) -> list[Run]:
-    """Grade every audit notebook at every (seed, thread count); time checks against the reference's own run."""
+              workers: int = 1, log=sys.stderr) -> list[Run]:
+    """Grade every audit notebook at every (seed, thread count), `workers` at a time (grading threads, each with its
+    own helper zygotes); then time checks against the reference's own run under the same seed and thread count."""
     seed_values = list(range(seeds)) if "seed" in spec.parameters else [None]
-    notebooks = audit_notebooks(spec)
-    total, runs = len(notebooks) * len(seed_values) * len(thread_counts), []
+    jobs = [(name, path, seed, threads) for seed in seed_values for threads in thread_counts
+            for name, path in audit_notebooks(spec).items()]
+
+    def grade(job) -> Run:
+        name, path, seed, threads = job
+        threaded = replace(spec, limits=replace(spec.limits, threads=threads))
+        overrides = {} if seed is None else {"seed": seed}
+        return Run(name, seed, threads, grade_one(path, threaded, overrides, submission=name, threads=threads,
+                                                  timing=False, data_source=data_source))
+
+    runs, started = [], time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        for future in concurrent.futures.as_completed([pool.submit(grade, job) for job in jobs]):
+            run = future.result()
+            runs.append(run)
+            print(f"[{len(runs)}/{len(jobs)}] {run.notebook}, seed {run.seed}, {run.threads} thread(s): "
+                  f"{run.result.status} ({time.monotonic() - started:.0f} s)", file=log, flush=True)
+    order = {job[:1] + job[2:]: i for i, job in enumerate(jobs)}
+    runs.sort(key=lambda r: order[(r.notebook, r.seed, r.threads)])
     for seed in seed_values:
         for threads in thread_counts:
-            threaded = replace(spec, limits=replace(spec.limits, threads=threads))
-            overrides = {} if seed is None else {"seed": seed}
-            batch = []
-            for name, path in notebooks.items():
-                started = time.monotonic()
-                result = grade_one(path, threaded, overrides, submission=name, threads=threads, timing=False,
-                                   data_source=data_source)
-                batch.append(Run(name, seed, threads, result))
-                print(f"[{len(runs) + len(batch)}/{total}] {name}, seed {seed}, {threads} thread(s): {result.status}, "
-                      f"{result.score:g}/{result.max_score:g} in {time.monotonic() - started:.1f} s", file=log,
-                      flush=True)
-            retime(spec, batch)
-            runs += batch
+            retime(spec, [r for r in runs if (r.seed, r.threads) == (seed, threads)])
     return runs
 
 

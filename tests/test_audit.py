@@ -54,7 +54,7 @@ def test_audit_flags_a_verdict_that_depends_on_the_kernels_thread_count(tiny, ca
     write([MODEL])
     write(["import torch\nfrom torch import nn\n"
            "model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 9 + torch.get_num_threads()))"])
-    code = main(["audit", str(spec.root), "--seeds", "3"])
+    code = main(["audit", str(spec.root), "--seeds", "3", "--workers", "2"])
     table = capsys.readouterr().out
     assert code == 1
     assert "no seed parameter x kernel threads 1, 2 (6 runs)" in table

@@ -74,3 +74,15 @@ def test_selfcheck_leaves_hidden_checks_out(tmp_path, capsys):
     assert code == 0
     assert "exercise_params" not in [c["id"] for c in result["checks"]]
     assert (result["score"], result["max_score"]) == (13.0, 13.0)  # 3 test cells + 10 harness points
+
+
+@pytest.mark.parametrize("options", [["--threads", "1"], ["--threads", "2", "--selfcheck"]],
+                         ids=["threads1", "threads2-selfcheck"])
+def test_transfer_solution_gets_full_marks_at_any_thread_count(options, tmp_path):
+    """The kernel trains with [limits] threads whatever --threads says: the same model, so the same verdicts (the
+    default --threads of this 2-core machine, 2, is graded by the example test above)."""
+    notebook = ASSIGNMENTS_DIR / "lab1_transfer" / "submissions" / "correct.ipynb"
+    code = main(["check", str(notebook), "--assignment", "lab1_transfer", *options, "--json", str(tmp_path / "r.json")])
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert (code, result["status"], result["score"], result["max_score"]) == (0, "graded", 13.0, 13.0)
+    assert result["run"]["threads"] == 1 and result["run"]["measure_threads"] == int(options[1])
