@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from harness.execute import Limits, Sandbox, execute
 from harness.prepare import inject_parameters
 from harness.processes import tree_cpu_seconds
@@ -57,6 +59,7 @@ while not os.path.exists('done'):
     time.sleep(0.05)"""
 
 
+@pytest.mark.slow  # a real kernel
 def test_each_cell_records_the_cpu_of_the_whole_kernel_tree_not_its_waiting():
     burn, sleep, threads, child, orphan = run_cells([BURN.format(s=0.5), "import time\ntime.sleep(0.5)", THREADS,
                                                      CHILD, ORPHAN])
