@@ -33,7 +33,7 @@ EXAMPLES = {
     "validate": "examples:\n  dlgrade validate lab1_transfer\n  dlgrade validate path/to/my_assignment      "
                 "(prints every problem of assignment.toml and the notebooks; exit 2 if any)",
     "audit": "examples:\n  dlgrade audit lab1_transfer                 (seeds 0-3 x kernel threads 1 and 2)\n"
-             "  dlgrade audit path/to/my_assignment --seeds 8 --workers 2 > audit.md\n"
+             "  dlgrade audit path/to/my_assignment --seeds 8 > audit.md\n"
              "  (exit 1 when a verdict flips or its margin is not above its spread: change the assignment)",
     "calibrate": "examples:\n  dlgrade calibrate lab1_pytorch_intro\n  dlgrade calibrate lab1_pytorch_intro --threads 1 --runs 5\n"
                  "  dlgrade calibrate project1_size_accuracy_time -p dataset=cifar10 --data-dir ~/data/cifar10",
@@ -266,8 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
             "each check's values, spread and margin, and flag the fragile ones.", cmd_audit)
     p.add_argument("assignment", help="assignment id (assignments/<id>) or a directory")
     p.add_argument("--seeds", type=positive_int, default=4, help="seeds 0..N-1 of the `seed` parameter (default 4)")
-    p.add_argument("--workers", type=positive_int, default=1, help="runs graded at the same time (default 1; the "
-                   "time checks compare CPU time, which sharing the cores does not change on CPU runners)")
+    p.add_argument("--workers", type=positive_int, default=1, help="runs graded at the same time (default 1: "
+                   "a 2-thread kernel sharing the cores with another run spins idle threads, which inflates the CPU "
+                   "time that the time checks compare)")
     p.add_argument("--data-dir", help="directory of a dataset that is not bundled (cifar10)")
 
     p = add("grade", "Grade a directory of submissions: results JSON, gradebook, feedback HTML, grades.csv.",
