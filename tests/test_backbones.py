@@ -22,6 +22,21 @@ def test_class_subsets_keep_the_splits_and_renumber_the_labels(name, classes, si
     assert source_paths(name) == source_paths("digits32")  # masked from the kernel like the full dataset
 
 
+def test_the_backbone_weights_do_not_depend_on_the_callers_thread_count(tmp_path):
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        pretrain_digits_backbone(tmp_path / "one.pt", epochs=1)
+        torch.set_num_threads(2)
+        pretrain_digits_backbone(tmp_path / "two.pt", epochs=1)
+        assert torch.get_num_threads() == 2  # the caller's count is restored
+    finally:
+        torch.set_num_threads(threads)
+    one = torch.load(tmp_path / "one.pt", weights_only=True)["state_dict"]
+    two = torch.load(tmp_path / "two.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(one[name], two[name]) for name in one)
+
+
 def test_the_digits_backbone_is_reproducible_and_records_how_it_was_made(tmp_path):
     first = pretrain_digits_backbone(tmp_path / "a.pt", epochs=2)
     second = pretrain_digits_backbone(tmp_path / "b.pt", epochs=2)
