@@ -43,7 +43,7 @@ def time_harness_execute(nb) -> float:
     box = Sandbox.create()
     try:
         started = time.perf_counter()
-        report = execute(nb, box, Limits(), "dlgrade", cpu_threads())
+        report = execute(nb, box, Limits(threads=cpu_threads()), "dlgrade")
         elapsed = time.perf_counter() - started
         assert report.outcome == "completed" and all(c.state == "executed" for c in report.cells), report
         return elapsed

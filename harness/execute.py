@@ -45,8 +45,8 @@ class Limits:
     # model, and so the same verdict, only at a fixed count
     threads: int = 1
 
-    def cpu_seconds(self, threads: int) -> int:
-        return int(self.cpu_time_s if self.cpu_time_s is not None else self.timeout_s * max(1, threads)) + 1
+    def cpu_seconds(self) -> int:
+        return int(self.cpu_time_s if self.cpu_time_s is not None else self.timeout_s * max(1, self.threads)) + 1
 
 
 def cpu_threads(workers: int = 1) -> int:
@@ -116,8 +116,9 @@ class ExecutionReport:
 
 
 def execute(nb: nbformat.NotebookNode, box: Sandbox, limits: Limits, kernel_name: str,
-            threads: int, mask: list[Path] = ()) -> ExecutionReport:
-    """Run `nb` in `box`; `mask` are paths (held-out data sources) the kernel must not be able to read."""
+            mask: list[Path] = ()) -> ExecutionReport:
+    """Run `nb` in `box` with `limits.threads` CPU threads; `mask` are paths (held-out data sources) the kernel must
+    not be able to read."""
     started = time.monotonic()
     stderr_path = box.root / "runner.stderr"
     runner = zygote.shared(RUNNER)
@@ -126,9 +127,9 @@ def execute(nb: nbformat.NotebookNode, box: Sandbox, limits: Limits, kernel_name
         box.hand_over(uid)
     runner.send({"notebook": nbformat.writes(nb), "kernel": kernel_name, "cell_timeout_s": limits.cell_timeout_s,
                  "start_timeout_s": limits.start_timeout_s, "mask": [str(p) for p in mask],
-                 "workdir": str(box.work), "env": box.env(threads), "stderr": str(stderr_path),
+                 "workdir": str(box.work), "env": box.env(limits.threads), "stderr": str(stderr_path),
                  "kernel_user": uid, "staging": str(box.root / "staging"), "max_processes": limits.max_processes,
-                 "max_file_bytes": int(limits.max_file_mb * 1024**2), "cpu_time_s": limits.cpu_seconds(threads),
+                 "max_file_bytes": int(limits.max_file_mb * 1024**2), "cpu_time_s": limits.cpu_seconds(),
                  "max_output_bytes": int(limits.max_output_mb * 1024**2)})
     try:
         hello = runner.receive(zygote.STARTUP_GRACE_S)

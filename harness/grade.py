@@ -68,7 +68,7 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
         if backbone:
             mask.append(backbone.parent)  # the kernel works on its copy; the measurer compares with the original
         measurer.start()  # the first time, its imports and warm-up overlap the run
-        report = execute(nb, box, spec.limits, spec.kernel, spec.limits.threads, mask)
+        report = execute(nb, box, spec.limits, spec.kernel, mask)
         result.executed = report.notebook
         result.run["sandbox"] = report.sandbox
         if report.sandbox.get("mounts", "").startswith("none"):

@@ -34,7 +34,7 @@ def run_cells(cells: list[str]):
     nb = inject_parameters(notebook(cells, submit=None), {}, "dlgrade")
     box = Sandbox.create()
     try:
-        report = execute(nb, box, Limits(), "dlgrade", threads=1)
+        report = execute(nb, box, Limits(threads=1), "dlgrade")
     finally:
         box.remove()
     assert report.outcome == "completed", report.message

@@ -61,7 +61,7 @@ def test_the_probe_detects_a_leak_when_nothing_is_masked(tiny):
     nb = inject_parameters(notebook([probe], submit=None), {}, "dlgrade")
     box = Sandbox.create()
     try:
-        report = execute(nb, box, Limits(), "dlgrade", cpu_threads(), mask=[])
+        report = execute(nb, box, Limits(threads=cpu_threads()), "dlgrade", mask=[])
     finally:
         box.remove()
     errors = [c.error for c in report.cells if c.error]

@@ -63,7 +63,7 @@ def test_a_killed_runner_zygote_is_started_again_for_the_next_notebook():
     for _ in range(2):
         box = Sandbox.create()
         try:
-            report = execute(nb, box, Limits(), "dlgrade", 1)
+            report = execute(nb, box, Limits(threads=1), "dlgrade")
         finally:
             box.remove()
         runs.append((report.outcome, report.notebook.cells[-1].outputs[0]["text"]))
