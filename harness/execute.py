@@ -4,6 +4,7 @@ The notebook runs in a runner forked by this thread's `harness.kernel_runner` zy
 kernel) in a fresh temporary directory, in its own session, with a scrubbed environment. This process watches it:
 - whole-run timeout: at the deadline the kernel is killed; the runner still reports the cells that ran;
 - memory: resident memory of the whole process tree, polled (works with CUDA, unlike RLIMIT_AS);
+- GPU memory (CUDA runs): what NVML reports for the processes of the tree, polled the same way;
 - per-cell timeout: papermill's client (`timeout`) interrupts the cell;
 - when the run ends, every process it started is killed (the runner is a child subreaper).
 """
@@ -14,17 +15,24 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
 from harness import isolation, zygote
-from harness.processes import kill_tree, scrubbed_env, tree_memory_bytes
+from harness.processes import gpu_memory_by_pid, kill_tree, scrubbed_env, tree_gpu_bytes, tree_memory_bytes
 
 RUNNER = "harness.kernel_runner"
 POLL_S = 0.1
 REPORT_GRACE_S = 15.0  # after killing the kernel, time the runner gets to send its report
+# Threads of a CUDA kernel that can keep a core busy besides its `threads` compute threads: the thread waiting for the
+# GPU spins (the CUDA runtime's default while it has a core to itself), PyTorch runs the backward pass of CUDA tensors
+# in its own device thread, DataLoader's pin-memory thread copies batches. A 1-thread CUDA run can so use more than
+# one CPU second per second, and RLIMIT_CPU = timeout x threads would kill it before its wall-clock timeout.
+GPU_WAIT_THREADS = 2
+GpuUsage = Callable[[], Mapping[int, int]]  # a reading of pid -> bytes of GPU memory (processes.gpu_memory_by_pid)
 
 
 @dataclass(frozen=True)
@@ -39,14 +47,22 @@ class Limits:
     max_processes: int = 256  # processes + threads of the kernel's own user (root graders only): fork bombs
     max_file_mb: float = 2048  # largest file the kernel may write
     max_output_mb: float = 20  # cell outputs kept in the executed notebook; later ones are dropped
-    cpu_time_s: float | None = None  # CPU seconds per kernel process; default: timeout_s x the run's threads
+    cpu_time_s: float | None = None  # CPU seconds per kernel process; default: cpu_seconds()
+    # GPU memory of the kernel's process tree as the driver counts it (tensors, PyTorch's cache, CUDA contexts);
+    # default none: a run has its GPU to itself (one run per GPU), where CUDA's own out-of-memory error is the limit
+    gpu_memory_gb: float | None = None
     # CPU threads of the kernel (OMP/MKL, torch's intra-op pool) on every runner, whatever the worker count or
     # --threads: a float reduction's order depends on the thread count, so seeded training gives the same
     # model, and so the same verdict, only at a fixed count
     threads: int = 1
 
-    def cpu_seconds(self) -> int:
-        return int(self.cpu_time_s if self.cpu_time_s is not None else self.timeout_s * max(1, self.threads)) + 1
+    def cpu_seconds(self, device: str = "cpu") -> int:
+        """RLIMIT_CPU of each kernel process: `cpu_time_s`, or what its threads can use in the whole run (on CUDA,
+        GPU_WAIT_THREADS more)."""
+        if self.cpu_time_s is not None:
+            return int(self.cpu_time_s) + 1
+        busy_threads = max(1, self.threads) + (GPU_WAIT_THREADS if device.startswith("cuda") else 0)
+        return int(self.timeout_s * busy_threads) + 1
 
 
 def cpu_threads(workers: int = 1) -> int:
@@ -105,20 +121,25 @@ class CellRun:
 
 @dataclass
 class ExecutionReport:
-    outcome: str  # completed | timeout | cell_timeout | memory_limit | kernel_died | no_kernel | runner_failed
+    outcome: str  # completed | timeout | cell_timeout | memory_limit | gpu_memory_limit | kernel_died | no_kernel |
+    #               runner_failed
     message: str
     wall_s: float
     cells: list[CellRun] = field(default_factory=list)
     notebook: nbformat.NotebookNode | None = None
     peak_rss_gb: float = 0.0
+    peak_gpu_gb: float | None = None  # None: GPU memory not watched (not a CUDA run)
     sandbox: dict = field(default_factory=dict)  # {"mounts", "network", "user"}: harness.isolation
     output_truncated_cell: int | None = None  # where the outputs passed max_output_mb
 
 
 def execute(nb: nbformat.NotebookNode, box: Sandbox, limits: Limits, kernel_name: str,
-            mask: list[Path] = ()) -> ExecutionReport:
+            mask: list[Path] = (), device: str = "cpu", gpu_usage: GpuUsage | None = None) -> ExecutionReport:
     """Run `nb` in `box` with `limits.threads` CPU threads; `mask` are paths (held-out data sources) the kernel must
-    not be able to read."""
+    not be able to read. On a `device` "cuda" run, each cell's queued GPU work is waited for in that cell and the
+    tree's GPU memory is watched through `gpu_usage` (default NVML; a test passes its own reading)."""
+    if gpu_usage is None and device.startswith("cuda"):
+        gpu_usage = gpu_memory_by_pid
     started = time.monotonic()
     stderr_path = box.root / "runner.stderr"
     runner = zygote.shared(RUNNER)
@@ -129,13 +150,13 @@ def execute(nb: nbformat.NotebookNode, box: Sandbox, limits: Limits, kernel_name
                  "start_timeout_s": limits.start_timeout_s, "mask": [str(p) for p in mask],
                  "workdir": str(box.work), "env": box.env(limits.threads), "stderr": str(stderr_path),
                  "kernel_user": uid, "staging": str(box.root / "staging"), "max_processes": limits.max_processes,
-                 "max_file_bytes": int(limits.max_file_mb * 1024**2), "cpu_time_s": limits.cpu_seconds(),
-                 "max_output_bytes": int(limits.max_output_mb * 1024**2)})
+                 "max_file_bytes": int(limits.max_file_mb * 1024**2), "cpu_time_s": limits.cpu_seconds(device),
+                 "max_output_bytes": int(limits.max_output_mb * 1024**2), "sync_gpu": device.startswith("cuda")})
     try:
         hello = runner.receive(zygote.STARTUP_GRACE_S)
         if hello is None:
             raise zygote.ZygoteDied("it did not answer")
-        killed_for, peak, ended = _watch(runner, hello["pid"], limits, started)
+        killed_for, peak, peak_gpu, ended = _watch(runner, hello["pid"], limits, started, gpu_usage)
     except zygote.ZygoteDied as exc:
         runner.close()
         return ExecutionReport("runner_failed", f"the notebook runner failed: {exc}", time.monotonic() - started)
@@ -143,26 +164,33 @@ def execute(nb: nbformat.NotebookNode, box: Sandbox, limits: Limits, kernel_name
     if not ended["report"]:
         tail = stderr_path.read_text(errors="replace")[-2000:] if stderr_path.exists() else ""
         outcome = killed_for or "runner_failed"
-        message = _limit_message(killed_for, limits) or f"the notebook runner failed ({ended['exit']}): {tail}"
-        return ExecutionReport(outcome, message, wall_s, peak_rss_gb=peak)
+        message = (_limit_message(killed_for, limits, peak_gpu)
+                   or f"the notebook runner failed ({ended['exit']}): {tail}")
+        return ExecutionReport(outcome, message, wall_s, peak_rss_gb=peak, peak_gpu_gb=peak_gpu)
     report = json.loads(ended["report"])
     executed_nb = nbformat.reads(report["notebook"], as_version=4)
     outcome = killed_for or report["outcome"]
-    message = _limit_message(killed_for, limits) or report["message"]
-    return ExecutionReport(outcome, message, wall_s, _cell_runs(executed_nb, report), executed_nb, peak,
+    message = _limit_message(killed_for, limits, peak_gpu) or report["message"]
+    return ExecutionReport(outcome, message, wall_s, _cell_runs(executed_nb, report), executed_nb, peak, peak_gpu,
                            report["sandbox"], report["output_truncated_cell"])
 
 
-def _watch(runner: zygote.Zygote, pid: int, limits: Limits, started: float) -> tuple[str | None, float, dict]:
+def _watch(runner: zygote.Zygote, pid: int, limits: Limits, started: float,
+           gpu_usage: GpuUsage | None) -> tuple[str | None, float, float | None, dict]:
     """Wait for the runner's end; on a broken limit kill the kernel (not the runner, which then reports).
-    Returns (limit broken or None, peak memory GB, the zygote's message about the runner's end)."""
+    Returns (limit broken or None, peak memory GB, peak GPU memory GB or None when `gpu_usage` is None, the zygote's
+    message about the runner's end)."""
     deadline = started + limits.timeout_s
     memory_limit = limits.memory_gb * 1024**3
-    peak = 0
+    gpu_limit = float("inf") if limits.gpu_memory_gb is None else limits.gpu_memory_gb * 1024**3
+    peak = peak_gpu = 0
     while (ended := runner.receive(POLL_S)) is None:
         used = tree_memory_bytes(pid)
-        peak = max(peak, used)
-        if used > memory_limit or time.monotonic() > deadline:
+        used_gpu = tree_gpu_bytes(pid, gpu_usage()) if gpu_usage is not None else 0
+        peak, peak_gpu = max(peak, used), max(peak_gpu, used_gpu)
+        broken = ("memory_limit" if used > memory_limit else "gpu_memory_limit" if used_gpu > gpu_limit else
+                  "timeout" if time.monotonic() > deadline else None)
+        if broken:
             kill_tree(pid, include_root=False)
             ended = runner.receive(REPORT_GRACE_S)
             if ended is None:  # the runner did not report in time: stop it too
@@ -170,15 +198,22 @@ def _watch(runner: zygote.Zygote, pid: int, limits: Limits, started: float) -> t
                 ended = runner.receive(REPORT_GRACE_S)
             if ended is None:
                 raise zygote.ZygoteDied("the runner could not be stopped")
-            return ("memory_limit" if used > memory_limit else "timeout"), peak / 1024**3, ended
-    return None, peak / 1024**3, ended
+            return broken, peak / 1024**3, _gb(peak_gpu, gpu_usage), ended
+    return None, peak / 1024**3, _gb(peak_gpu, gpu_usage), ended
 
 
-def _limit_message(killed_for: str | None, limits: Limits) -> str:
+def _gb(used: int, gpu_usage: GpuUsage | None) -> float | None:
+    return None if gpu_usage is None else round(used / 1024**3, 3)
+
+
+def _limit_message(killed_for: str | None, limits: Limits, peak_gpu_gb: float | None = None) -> str:
     if killed_for == "timeout":
         return f"the notebook did not finish within the whole-run limit of {limits.timeout_s:g} s"
     if killed_for == "memory_limit":
         return f"the notebook used more than the memory limit of {limits.memory_gb:g} GB"
+    if killed_for == "gpu_memory_limit":
+        return (f"the notebook used {peak_gpu_gb:.2f} GB of GPU memory, over the limit of {limits.gpu_memory_gb:g} GB "
+                "(as the driver counts it: tensors, PyTorch's cached blocks and the CUDA context)")
     return ""
 
 

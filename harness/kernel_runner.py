@@ -6,7 +6,8 @@ session, answers {"pid"}, and when the runner has ended relays its report: the e
 written by the runner to a pipe that jupyter_client closes in the kernel it starts (close_fds), so the student's
 code cannot write to it. Per-cell wall time is papermill's own metadata (start_time, end_time, duration); per-cell
 CPU time (user + system of every process under the runner: the kernel, its threads and children) is read by the
-runner from /proc at each cell's start and end (nbclient's hooks), so the kernel cannot change it.
+runner from /proc at each cell's start and end (nbclient's hooks), so the kernel cannot change it. On a CUDA run the
+runner waits, after every cell, for the GPU work that cell queued (`GPU_SYNC`), and that wait counts in the cell.
 
 The runner is a child subreaper, so every process the kernel forks stays in its process tree and the parent can
 kill all of them when the run ends. Before the kernel starts, the runner isolates what it starts (`harness.isolation`:
@@ -26,6 +27,31 @@ import nbformat
 from harness import isolation
 from harness.processes import PR_SET_CHILD_SUBREAPER, kill_tree, prctl, tree_cpu_seconds
 from harness.zygote import exit_reason, fork, read_until_eof, serve
+
+
+# Run by the runner in the kernel after every cell of a CUDA run: CUDA works asynchronously, so a cell returns while the
+# GPU still runs what it queued, and without this the wait (wall and CPU: the waiting thread spins) would land in the
+# next cell that synchronizes (an `.item()`, a print of a loss, the submit cell). Every cell, not only those tagged
+# `train`: a cell before a train cell that leaves GPU work queued must pay for it itself. Silent (no output, not in the
+# history or the notebook), leaves no name in the student's namespace, and does nothing when torch was never imported
+# or CUDA never initialised (so it never initialises CUDA itself).
+GPU_SYNC = ("(lambda torch: torch is not None and torch.cuda.is_initialized() and torch.cuda.synchronize())"
+            "(__import__('sys').modules.get('torch'))")
+
+
+async def wait_for_gpu(client, cell) -> None:
+    """Run GPU_SYNC in the kernel through `client` (the cell's timeout applies, a dead kernel is noticed). An error it
+    raises (a CUDA error of the work the cell queued, e.g. a device-side assert) is added to the cell's outputs unless
+    it has one already: that cell, not the next one, caused it."""
+    from nbclient.util import ensure_async
+
+    msg_id = await ensure_async(client.kc.execute(GPU_SYNC, silent=True, store_history=False))
+    reply = await client.async_wait_for_reply(msg_id, cell)
+    content = (reply or {}).get("content", {})
+    if content.get("status") == "error" and not any(o.output_type == "error" for o in cell.outputs):
+        cell.outputs.append(nbformat.v4.new_output("error", ename=content.get("ename", ""),
+                                                   evalue=content.get("evalue", ""),
+                                                   traceback=content.get("traceback", [])))
 
 
 def _exit_requested(execute_reply: dict) -> bool:
@@ -71,7 +97,8 @@ def output_capped_client(max_output_bytes: int):
 
 
 def run(nb: nbformat.NotebookNode, kernel_name: str, cell_timeout_s: float, start_timeout_s: float,
-        max_output_bytes: int = 2**62, kernel_uid: int | None = None) -> dict:
+        max_output_bytes: int = 2**62, kernel_uid: int | None = None, sync_gpu: bool = False) -> dict:
+    """Execute `nb`; `sync_gpu` (CUDA runs): each cell's queued GPU work counts in that cell (GPU_SYNC)."""
     from jupyter_client.kernelspec import NoSuchKernel
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.engines import NotebookExecutionManager
@@ -89,7 +116,9 @@ def run(nb: nbformat.NotebookNode, kernel_name: str, cell_timeout_s: float, star
         started.append(cell_index)
         cpu_at_start = tree_cpu_seconds(os.getpid())  # the kernel and its children are under this runner
 
-    def on_cell_executed(cell, cell_index, execute_reply):
+    async def on_cell_executed(cell, cell_index, execute_reply):
+        if sync_gpu:  # before the CPU reading and inside papermill's cell_start..cell_complete: counted in the cell
+            await wait_for_gpu(client, cell)
         cpu_s[cell_index] = round(tree_cpu_seconds(os.getpid()) - cpu_at_start, 3)
         executed.append(cell_index)
         if _exit_requested(execute_reply):
@@ -163,7 +192,8 @@ def run_child(job: dict, read_fd: int, report_fd: int) -> int:
     logging.basicConfig(level=logging.ERROR)
     sandbox, uid = isolate(job)
     nb = nbformat.reads(job["notebook"], as_version=4)
-    report = run(nb, job["kernel"], job["cell_timeout_s"], job["start_timeout_s"], job["max_output_bytes"], uid)
+    report = run(nb, job["kernel"], job["cell_timeout_s"], job["start_timeout_s"], job["max_output_bytes"], uid,
+                 job["sync_gpu"])
     kill_tree(os.getpid(), include_root=False)  # anything the kernel left behind
     report["notebook"] = nbformat.writes(report["notebook"])
     report["sandbox"] = sandbox

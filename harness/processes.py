@@ -1,10 +1,12 @@
-"""Process-tree bookkeeping for the sandbox: memory, CPU time, killing every descendant, dying with the parent."""
+"""Process-tree bookkeeping for the sandbox: memory (host and GPU), CPU time, killing every descendant, dying with the
+parent."""
 from __future__ import annotations
 
 import ctypes
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import psutil
@@ -48,6 +50,14 @@ def descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
+def tree(pid: int) -> list[psutil.Process]:
+    """A process and all its descendants ([] once it has ended)."""
+    try:
+        return [psutil.Process(pid), *descendants(pid)]
+    except psutil.NoSuchProcess:
+        return []
+
+
 def tree_memory_bytes(pid: int) -> int:
     """Memory of a process and all its descendants: the sum of their proportional set sizes (PSS), so pages they
     share (copy-on-write after fork, libraries) count once, not once per process as summed RSS would (64 forks of a
@@ -56,11 +66,40 @@ def tree_memory_bytes(pid: int) -> int:
     Resident memory, not address space: CUDA reserves huge virtual ranges at initialisation, so RLIMIT_AS would break
     it, while resident memory is what actually exhausts the machine.
     """
-    try:
-        procs = [psutil.Process(pid), *descendants(pid)]
-    except psutil.NoSuchProcess:
-        return 0
-    return sum(_pss_bytes(proc) for proc in procs)
+    return sum(_pss_bytes(proc) for proc in tree(pid))
+
+
+def tree_gpu_bytes(pid: int, usage: Mapping[int, int]) -> int:
+    """GPU memory of a process and all its descendants, from `usage` (pid -> bytes, e.g. `gpu_memory_by_pid()`):
+    processes of other runs or users on the same GPU are not counted."""
+    return sum(usage.get(proc.pid, 0) for proc in tree(pid))
+
+
+def gpu_memory_by_pid() -> dict[int, int]:
+    """pid -> bytes of GPU memory that NVML reports for each compute process on the GPUs this process may use
+    (`CUDA_VISIBLE_DEVICES`), summed over those GPUs; {} without a driver. Never initialises CUDA (harness.devices).
+
+    What the driver counts: the tensors, PyTorch's cached blocks and the CUDA context (~0.3-0.5 GB per process).
+    Caveats: NVML reports pids of the host's PID namespace, so in a container with its own PID namespace (docker
+    without --pid=host) no pid matches the kernel's tree and nothing is counted; on MIG slices or without the
+    permission to read other users' processes, used memory may be "not available" (None), counted as 0.
+    """
+    from harness import devices
+
+    nvml = devices._nvml()
+    usage: dict[int, int] = {}
+    if nvml is None:
+        return usage
+    for entry in devices.visible_gpus():
+        try:
+            handle = (nvml.nvmlDeviceGetHandleByIndex(int(entry)) if entry.isdigit()
+                      else nvml.nvmlDeviceGetHandleByUUID(entry))
+            processes = nvml.nvmlDeviceGetComputeRunningProcesses(handle)  # the _v3 call in nvidia-ml-py
+        except nvml.NVMLError:
+            continue
+        for proc in processes:
+            usage[proc.pid] = usage.get(proc.pid, 0) + (proc.usedGpuMemory or 0)
+    return usage
 
 
 def tree_cpu_seconds(pid: int) -> float:
