@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from harness.devices import pick_device, visible_gpus, worker_gpus
 from harness.errors import BadInput, DlgradeError, InternalError
 from harness.result import write_json_atomic
 from harness.spec import AssignmentSpec, load_spec
@@ -81,7 +82,7 @@ def _nbgrader_timestamp(folder: Path) -> datetime | None:
 # workers ---------------------------------------------------------------------------------------------------------
 
 def grade_task(notebook: bytes, name: str, assignment_root: str, assignment_hash: str, threads: int | None,
-               data_source: str | None) -> dict:
+               data_source: str | None, runs_per_gpu: int | None = None) -> dict:
     """Runs on a worker: grade one submission (its bytes: no shared filesystem needed for submissions). Raises
     DlgradeError only: bad input found here (the assignment differs from the coordinator's, a dataset is missing)
     as it is, any other exception as InternalError with its traceback: both stop the batch."""
@@ -98,7 +99,7 @@ def grade_task(notebook: bytes, name: str, assignment_root: str, assignment_hash
             path = Path(tmp) / f"{name}.ipynb"
             path.write_bytes(notebook)
             result = grade_one(path, spec, submission=name, threads=threads or _dask_threads(),
-                               data_source=data_source)
+                               data_source=data_source, runs_per_gpu=runs_per_gpu)
         return {"result": result.to_json(), "executed": result.executed, "notes": result.notes}
     except DlgradeError:
         raise
@@ -121,42 +122,64 @@ def _dask_threads() -> int | None:
     return cpu_threads(worker.state.nthreads)
 
 
-def slot_environment(slot: int, gpu_count: int) -> dict[str, str]:
-    """Environment of local worker `slot`: one GPU each (round robin) when there are GPUs."""
-    return {"CUDA_VISIBLE_DEVICES": str(slot % gpu_count)} if gpu_count else {}
+def slot_environment(gpu: str | None) -> dict[str, str]:
+    """Environment of a local worker pinned to `gpu` (a `CUDA_VISIBLE_DEVICES` entry as the scheduler gave it)."""
+    return {"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}
 
 
-def _init_worker(slots, gpu_count: int) -> None:
+def _init_worker(slots) -> None:
     """Local worker start: die with the fork server (which dies with the coordinator), take a slot, pin its GPU."""
     from harness.processes import die_with_parent
 
     die_with_parent()
-    os.environ.update(slot_environment(slots.get(), gpu_count))
+    os.environ.update(slots.get())
 
 
-def gpu_count() -> int:
-    import torch
-
-    return torch.cuda.device_count()
-
-
-def local_executor(workers: int) -> concurrent.futures.Executor:
-    # Workers fork from a fork server that has imported the grading path once (torch included) and nothing else:
-    # never a fork of this coordinator, which may hold threads or CUDA, and no import cost per worker.
+def local_executor(gpus: list[str | None]) -> concurrent.futures.Executor:
+    """One worker process per entry of `gpus` (harness.devices.worker_gpus), each pinned to its GPU.
+    Workers fork from a fork server that has imported the grading path once (torch included, CUDA never
+    initialised: harness/devices.py) and nothing else: never a fork of this coordinator, no import cost per worker."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["grading.worker_preload"])
     slots = context.Queue()
-    for slot in range(workers):
-        slots.put(slot)
-    return concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                                  initargs=(slots, gpu_count()))
+    for gpu in gpus:
+        slots.put(slot_environment(gpu))
+    return concurrent.futures.ProcessPoolExecutor(len(gpus), mp_context=context, initializer=_init_worker,
+                                                  initargs=(slots,))
 
 
-def dask_executor(address: str):
+def dask_executor(address: str, runs_per_gpu: int | None):
+    """An executor on a Dask cluster whose GPU workers are pinned: each sees exactly one GPU and says so with a
+    `GPU` resource (`dask worker --resources GPU=1`, CUDA_VISIBLE_DEVICES set per worker: docs/instructor.md); each
+    task then takes 1/runs_per_gpu of it. Workers without GPUs take tasks as before (one per worker thread)."""
     from distributed import Client
 
     client = Client(address, set_as_default=False)
-    return client, client.get_executor(pure=False)
+    try:
+        client.wait_for_workers(1, timeout=60)
+        workers = client.scheduler_info()["workers"]
+        gpus = client.run(visible_gpus)
+        check_dask_workers({a: (gpus.get(a, []), w.get("resources", {})) for a, w in workers.items()})
+    except BaseException:
+        client.close()
+        raise
+    on_gpus = any(gpus.values())
+    return client, client.get_executor(pure=False, resources={"GPU": 1 / (runs_per_gpu or 1)} if on_gpus else None)
+
+
+def check_dask_workers(workers: dict[str, tuple[list[str], dict]]) -> None:
+    """Refuse a cluster whose GPU workers are not pinned: address -> (its visible GPUs, its resources).
+    A worker seeing several GPUs would run every task on its first; one without a GPU resource would run one task per
+    thread side by side on its GPU unasked (with it, each task takes 1/runs_per_gpu of the GPU, whatever the threads)."""
+    problems = []
+    for address, (gpus, resources) in sorted(workers.items()):
+        if len(gpus) > 1:
+            problems.append(f"{address} sees {len(gpus)} GPUs ({','.join(gpus)}): start one worker per GPU with "
+                            "CUDA_VISIBLE_DEVICES=<that GPU>")
+        elif gpus and resources.get("GPU") != 1:
+            problems.append(f"{address} has a GPU but no GPU=1 resource: start it with --resources GPU=1")
+    if problems:
+        raise BatchError("the Dask workers are not pinned one run per GPU:\n  " + "\n  ".join(problems))
 
 
 # coordinator -----------------------------------------------------------------------------------------------------
@@ -173,17 +196,20 @@ class BatchReport:
     wall_s: float
 
 
-def grade_batch(spec: AssignmentSpec, submissions_dir: Path, out: Path, workers: int = 1,
+def grade_batch(spec: AssignmentSpec, submissions_dir: Path, out: Path, workers: int | None = None,
                 scheduler: str | None = None, force: bool = False, threads: int | None = None,
                 course: Path | None = None, data_source: str | None = None, progress: bool = True,
-                regrade_changed: bool = False) -> BatchReport:
+                regrade_changed: bool = False, runs_per_gpu: int | None = None) -> BatchReport:
     """`force`: grade every submission again; `regrade_changed`: those recorded under an older version of the
-    assignment (without either, such results stop the batch before it starts: never two rule sets in one run)."""
+    assignment (without either, such results stop the batch before it starts: never two rule sets in one run).
+    `workers`: local worker processes, by default one per visible GPU (times `runs_per_gpu`), else 1."""
     from grading import course as nbcourse
     from grading.export import write_grades_csv
 
     started = time.monotonic()
     out = Path(out).resolve()
+    gpus = [] if scheduler else worker_gpus(workers, runs_per_gpu, visible_gpus())  # refuses before any work
+    share = (runs_per_gpu or 1) if scheduler or any(gpus) else None
     submissions = find_submissions(spec, submissions_dir)
     results_dir, feedback_dir = out / "results", out / "feedback"
     recorded = {s.student: recorded_result(results_dir, s) for s in submissions}
@@ -201,16 +227,16 @@ def grade_batch(spec: AssignmentSpec, submissions_dir: Path, out: Path, workers:
     if threads is None and not scheduler:
         from harness.execute import cpu_threads
 
-        threads = cpu_threads(workers)
+        threads = cpu_threads(len(gpus))
     if todo and spec.reference_notebook is not None and not scheduler:
-        calibrate_once(spec, data_source)  # before the workers start, not once per worker
+        calibrate_once(spec, data_source, share)  # before the workers start, not once per worker
 
     graded = []
-    client, executor = dask_executor(scheduler) if scheduler else (None, local_executor(workers))
+    client, executor = dask_executor(scheduler, runs_per_gpu) if scheduler else (None, local_executor(gpus))
     bar = _progress(len(todo), progress)
     try:
         futures = {executor.submit(grade_task, s.path.read_bytes(), s.student, str(spec.root), spec.hash, threads,
-                                   data_source): s for s in todo}
+                                   data_source, share): s for s in todo}
         for future in concurrent.futures.as_completed(futures):
             submission = futures[future]
             outcome = _outcome(future, spec, submission)
@@ -271,12 +297,12 @@ def remove_partial_writes(*directories: Path) -> None:
                 tmp.unlink(missing_ok=True)
 
 
-def calibrate_once(spec: AssignmentSpec, data_source: str | None) -> None:
+def calibrate_once(spec: AssignmentSpec, data_source: str | None, runs_per_gpu: int | None) -> None:
     from harness.calibrate import reference_times
-    from harness.grade import device_name, grading_parameters, pick_device, torch_version
+    from harness.grade import device_name, grading_parameters, torch_version
 
     reference_times(spec, grading_parameters(spec, {}, False), device_name(pick_device()), torch_version(),
-                    spec.limits.threads, data_source)
+                    spec.limits.threads, data_source, runs_per_gpu)
 
 
 def _outcome(future, spec: AssignmentSpec, submission: Submission) -> dict:

@@ -29,7 +29,8 @@ EXAMPLES = {
                "  (then hand out course/release/lab1_pytorch_intro/lab1_pytorch_intro.ipynb; nbgrader works in course/)",
     "grade": "examples:\n  dlgrade grade shapes_params submissions/ --out graded --workers 2\n"
              "  dlgrade grade lab1_pytorch_intro course/submitted --out graded      (an nbgrader course's submissions)\n"
-             "  dlgrade grade lab1_pytorch_intro course/submitted --out graded --scheduler tcp://10.0.0.5:8786",
+             "  dlgrade grade lab1_pytorch_intro course/submitted --out graded --scheduler tcp://10.0.0.5:8786\n"
+             "  dlgrade grade project1_size_accuracy_time submitted/ --out graded --runs-per-gpu 2   (GPU server)",
     "validate": "examples:\n  dlgrade validate lab1_transfer\n  dlgrade validate path/to/my_assignment      "
                 "(prints every problem of assignment.toml and the notebooks; exit 2 if any)",
     "audit": "examples:\n  dlgrade audit lab1_transfer                 (seeds 0-3 x kernel threads 1 and 2)\n"
@@ -38,6 +39,10 @@ EXAMPLES = {
     "calibrate": "examples:\n  dlgrade calibrate lab1_pytorch_intro\n  dlgrade calibrate lab1_pytorch_intro --threads 1 --runs 5\n"
                  "  dlgrade calibrate project1_size_accuracy_time -p dataset=cifar10 --data-dir ~/data/cifar10",
 }
+
+
+# Imported only by the coordinator's commands (release, grade, leaderboard, demo): the `course` extra of pyproject.toml.
+COURSE_MODULES = {"nbgrader", "nbconvert", "pandas", "dask", "distributed"}
 
 
 def parse_value(text: str):
@@ -164,7 +169,7 @@ def cmd_grade(args) -> int:
     spec = load_spec(args.assignment)
     report = grade_batch(spec, Path(args.submissions), Path(args.out), workers=args.workers,
                          scheduler=args.scheduler, force=args.force, regrade_changed=args.regrade_changed,
-                         threads=args.threads,
+                         threads=args.threads, runs_per_gpu=args.runs_per_gpu,
                          course=Path(args.course) if args.course else None, data_source=args.data_dir,
                          progress=not args.no_progress)
     print(format_batch_summary(report.graded, report.skipped))
@@ -276,8 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("assignment", help="assignment id (assignments/<id>) or a directory")
     p.add_argument("submissions", help="directory of <student>.ipynb, or an nbgrader submitted/ directory")
     p.add_argument("--out", required=True, help="output directory (results/, feedback/, grades.csv)")
-    p.add_argument("--workers", type=positive_int, default=1,
-                   help="local worker processes (one GPU each when there are GPUs; else the cores are shared)")
+    p.add_argument("--workers", type=positive_int,
+                   help="local worker processes (default: one per visible GPU, each pinned to its GPU; 1 without "
+                   "GPUs, where the workers share the cores)")
+    p.add_argument("--runs-per-gpu", type=positive_int, metavar="N",
+                   help="let N runs share each GPU (default 1: more workers than GPUs are refused); recorded in "
+                   "every result and shown next to its time ratio, and the reference is timed under the same sharing")
     p.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler (tcp://host:8786) instead of local workers")
     p.add_argument("--force", action="store_true", help="grade again submissions that are already recorded")
     p.add_argument("--regrade-changed", action="store_true", help="grade again the results recorded with an older "
@@ -318,6 +327,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 1
     except Exception as exc:  # InternalError, or any other exception: a bug stays a bug, never "bad input"
+        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").partition(".")[0] in COURSE_MODULES:
+            print(f"dlgrade {args.command}: this command needs `pip install 'dlgrade[course]'` (the coordinator's "
+                  f"packages; this install has only what grading one notebook needs): no module named '{exc.name}'",
+                  file=sys.stderr)
+            return 2
         details = exc.details if isinstance(exc, InternalError) else traceback.format_exc()
         print(f"{details.rstrip()}\ndlgrade {args.command}: internal error (a bug in dlgrade, not in the notebook): "
               f"{exc}\nPlease report it with the traceback above.", file=sys.stderr)

@@ -15,6 +15,7 @@ from tabulate import tabulate
 
 from grading.batch import grade_batch
 from grading.leaderboard import load_results, write_leaderboard
+from harness.devices import visible_gpus
 from harness.execute import cpu_threads
 from harness.spec import ASSIGNMENTS_DIR, AssignmentSpec, load_spec
 
@@ -33,7 +34,8 @@ def as_expected(result: dict, expected: dict | None) -> bool:
 
 def run_demo(out: Path, workers: int | None = None) -> int:
     out = Path(out).resolve()
-    workers = workers or cpu_threads()  # one worker per core, one thread each
+    gpus = visible_gpus()
+    workers = workers or (len(gpus) if gpus else cpu_threads())  # one worker per GPU, else per core (one thread each)
     started = time.monotonic()
     rows, pages, all_as_expected = [], [], True
     for spec in demo_assignments():

@@ -9,10 +9,12 @@ Cache: $DLGRADE_CACHE or ~/.cache/dlgrade.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import os
 import statistics
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -46,29 +48,41 @@ def recipe_hash() -> str:
     return digest.hexdigest()
 
 
-def calibration_key(spec: AssignmentSpec, parameters: dict, device: str, torch_version: str, threads: int) -> str:
+def calibration_key(spec: AssignmentSpec, parameters: dict, device: str, torch_version: str, threads: int,
+                    runs_per_gpu: int | None = None) -> str:
+    sharing = {"runs_per_gpu": runs_per_gpu} if runs_per_gpu else {}  # GPU runs only; CPU keys stay as they were
     blob = json.dumps({"entry": ENTRY_VERSION, "assignment": spec.id, "parameters": parameters, "device": device,
-                       "torch": torch_version, "threads": threads,
+                       "torch": torch_version, "threads": threads, **sharing,
                        "notebook": hashlib.sha256(spec.reference_notebook.read_bytes()).hexdigest(),
                        "recipe": recipe_hash()}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
 def calibrate(spec: AssignmentSpec, parameters: dict, data_source: str | None = None, threads: int | None = None,
-              runs: int | None = None) -> dict:
-    """Run the reference solution now, `runs` times, and cache the median times (the `dlgrade calibrate` command)."""
+              runs: int | None = None, runs_per_gpu: int | None = None) -> dict:
+    """Run the reference solution now, `runs` times, and cache the median times (the `dlgrade calibrate` command).
+    On a GPU shared by `runs_per_gpu` runs, the reference runs that many at a time on this process's first GPU, so
+    that it is timed under the same sharing as the students."""
     from harness.grade import grade_one
 
     if spec.reference_notebook is None:
         raise CalibrationError(f"assignment '{spec.id}' has no [timing] reference_notebook")
-    measured = []
-    for _ in range(runs or spec.calibration_runs):
-        result = grade_one(spec.reference_notebook, spec, overrides=parameters, data_source=data_source,
-                           threads=threads, timing=False, submission="reference")
+    share = runs_per_gpu or 1
+    runs = -(-(runs or spec.calibration_runs) // share) * share  # whole rounds: every run shares the GPU alike
+
+    def run_reference(_):
+        return grade_one(spec.reference_notebook, spec, overrides=parameters, data_source=data_source,
+                         threads=threads, timing=False, submission="reference", runs_per_gpu=runs_per_gpu)
+
+    at_a_time = f", {share} at a time on one GPU" if share > 1 else ""
+    print(f"calibrating '{spec.id}': timing its reference solution ({runs} runs{at_a_time}; once per runner, then "
+          "cached)", file=sys.stderr, flush=True)
+    with concurrent.futures.ThreadPoolExecutor(share) as pool:
+        measured = list(pool.map(run_reference, range(runs)))
+    for result in measured:
         if result.status != "graded":
             raise CalibrationError(f"the reference solution of '{spec.id}' did not run cleanly ({result.status}): "
                                    f"{result.error['message'] if result.error else ''}")
-        measured.append(result)
     first = measured[0]
     entry = {
         "assignment": spec.id,
@@ -81,7 +95,10 @@ def calibrate(spec: AssignmentSpec, parameters: dict, data_source: str | None = 
         "runs": [{key: r.metrics[key] for key in TIMES} for r in measured],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    key = calibration_key(spec, parameters, entry["device"], entry["torch"], entry["threads"])
+    sharing = first.run.get("runs_per_gpu")  # GPU runs only: what the students' runs look the entry up by
+    if sharing:
+        entry["runs_per_gpu"] = sharing
+    key = calibration_key(spec, parameters, entry["device"], entry["torch"], entry["threads"], sharing)
     write_json_atomic(cache_dir() / f"{key}.json", entry)
     return entry
 
@@ -92,9 +109,9 @@ def _median(values) -> float | None:
 
 
 def reference_times(spec: AssignmentSpec, parameters: dict, device: str, torch_version: str, threads: int,
-                    data_source: str | None = None) -> dict:
-    """Cached reference times for these parameters on this runner, calibrating on demand."""
-    path = cache_dir() / f"{calibration_key(spec, parameters, device, torch_version, threads)}.json"
+                    data_source: str | None = None, runs_per_gpu: int | None = None) -> dict:
+    """Cached reference times for these parameters on this runner (and GPU sharing), calibrating on demand."""
+    path = cache_dir() / f"{calibration_key(spec, parameters, device, torch_version, threads, runs_per_gpu)}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    return calibrate(spec, parameters, data_source, threads)
+    return calibrate(spec, parameters, data_source, threads, runs_per_gpu=runs_per_gpu)

@@ -102,3 +102,24 @@ def gpu_info(entry: str | None = None) -> GpuInfo | None:
                        cuda_driver=f"{cuda // 1000}.{cuda % 1000 // 10}")
     except nvml.NVMLError:
         return None
+
+
+def worker_gpus(workers: int | None, runs_per_gpu: int | None, visible: list[str]) -> list[str | None]:
+    """The GPU (a `CUDA_VISIBLE_DEVICES` entry) each of a batch's local workers is pinned to, None on a machine
+    without GPUs. One run per GPU unless `runs_per_gpu` shares each on purpose; `workers` defaults to every visible
+    GPU times `runs_per_gpu` (1 without GPUs). More workers than that would put two runs on one GPU unasked (time
+    ratios that depend on the neighbour, one run's out-of-memory landing on another): refused."""
+    from harness.errors import UsageError
+
+    if not visible:
+        return [None] * (workers or 1)
+    share = runs_per_gpu or 1
+    capacity = len(visible) * share
+    workers = workers or capacity
+    if workers > capacity:
+        runs = f"{share} run{'s' if share > 1 else ''} per GPU"
+        raise UsageError(f"--workers {workers} with {len(visible)} visible GPU{'s' if len(visible) > 1 else ''} "
+                         f"({','.join(visible)}) and {runs} would put more runs on a GPU than asked: use --workers "
+                         f"{capacity}, or --runs-per-gpu {-(-workers // len(visible))} to share each GPU on purpose "
+                         "(time ratios then depend on the neighbouring runs, and are marked so)")
+    return [visible[slot % len(visible)] for slot in range(workers)]

@@ -17,6 +17,7 @@ from harness import measurer
 from harness.calibrate import CalibrationError, reference_times
 from harness.checks import Evidence, TestCellOutcome, not_graded, run_check
 from harness.data import source_paths, write_notebook_data
+from harness.devices import gpu_info, pick_device
 from harness.errors import BadInput
 from harness.execute import ExecutionReport, Sandbox, cpu_threads, execute
 from harness.measure import MeasureError
@@ -37,11 +38,13 @@ class NotGraded(BadInput):
 
 def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = None, selfcheck: bool = False,
               submission: str | None = None, threads: int | None = None, data_source: str | None = None,
-              timing: bool = True) -> SubmissionResult:
+              timing: bool = True, runs_per_gpu: int | None = None) -> SubmissionResult:
     """Grade one notebook. `threads`: CPU threads of the measuring process (default: every core this process may
     use; a batch with N workers gives each 1/N); the kernel always runs with `[limits] threads`, so that seeded
     training, and so every verdict, is the same on every runner. `data_source`: directory of a dataset that is not
-    bundled (cifar10); `timing=False` skips the comparison with the reference (used to calibrate the reference)."""
+    bundled (cifar10); `timing=False` skips the comparison with the reference (used to calibrate the reference);
+    `runs_per_gpu`: how many runs share this run's GPU (a batch's --runs-per-gpu), recorded and matched by the
+    reference's calibration."""
     notebook = Path(notebook)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.monotonic()
@@ -56,6 +59,8 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
         device = pick_device()
         result.run.update(device=device_name(device), torch=torch_version(), threads=spec.limits.threads,
                           measure_threads=threads)
+        if device == "cuda":
+            result.run["runs_per_gpu"] = runs_per_gpu or 1
         parameters = grading_parameters(spec, overrides or {}, selfcheck)
         dataset = parameters.get("dataset")
         nb, notes = prepare(notebook, spec, parameters, box, device, hidden_tests=not selfcheck)
@@ -129,7 +134,7 @@ def compare_times(spec: AssignmentSpec, parameters: dict, result: SubmissionResu
     `time_basis` of the device (CPU or wall time)."""
     try:
         reference = reference_times(spec, parameters, result.run["device"], result.run["torch"],
-                                    spec.limits.threads, data_source)
+                                    spec.limits.threads, data_source, result.run.get("runs_per_gpu"))
     except CalibrationError as exc:
         result.notes.append(f"no reference timing: {exc}")
         return {}
@@ -338,16 +343,10 @@ def reference_profile(name: str) -> dict:
 
 # devices ---------------------------------------------------------------------------------------------------------
 
-def pick_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def device_name(device: str) -> str:
-    import torch
-
-    return torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    """The GPU's name (NVML's, as torch.cuda.get_device_name gives it, without initialising CUDA) or "cpu"."""
+    info = gpu_info() if device == "cuda" else None
+    return info.name if info else "cpu"
 
 
 def torch_version() -> str:

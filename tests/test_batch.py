@@ -18,7 +18,7 @@ import nbformat
 import psutil
 import pytest
 
-from grading.batch import find_submissions, grade_batch, slot_environment
+from grading.batch import find_submissions, grade_batch
 from grading.cli import main
 from grading.course import gradebook
 from harness.spec import load_spec
@@ -168,12 +168,6 @@ def test_an_nbgrader_submitted_tree_is_read_with_its_timestamps(course_assignmen
     found = find_submissions(spec, tree)
     assert [(s.student, s.path.name, s.timestamp.isoformat()) for s in found] == [
         ("ada", "tiny.ipynb", "2026-11-20T23:59:00"), ("bob", "tiny.ipynb", "2026-11-20T23:59:00")]
-
-
-def test_local_workers_take_one_gpu_each_round_robin():
-    assert [slot_environment(slot, gpu_count=2) for slot in range(3)] == [
-        {"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}, {"CUDA_VISIBLE_DEVICES": "0"}]
-    assert slot_environment(1, gpu_count=0) == {}
 
 
 def test_a_killed_worker_is_recorded_as_lost_and_a_rerun_grades_it(course_assignment, tmp_path):
