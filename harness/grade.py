@@ -5,6 +5,7 @@ a SubmissionResult with a status and an error a student can act on.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import time
@@ -61,6 +62,8 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
                           measure_threads=threads)
         if device == "cuda":
             result.run["runs_per_gpu"] = runs_per_gpu or 1
+            info = gpu_info()  # NVML: name, uuid, memory, driver, CUDA driver version
+            result.run["gpu"] = dataclasses.asdict(info) if info else None
         parameters = grading_parameters(spec, overrides or {}, selfcheck)
         dataset = parameters.get("dataset")
         nb, notes = prepare(notebook, spec, parameters, box, device, hidden_tests=not selfcheck)
@@ -73,7 +76,9 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
         if backbone:
             mask.append(backbone.parent)  # the kernel works on its copy; the measurer compares with the original
         measurer.start()  # the first time, its imports and warm-up overlap the run
-        report = execute(nb, box, spec.limits, spec.kernel, mask)
+        report = execute(nb, box, spec.limits, spec.kernel, mask, device)
+        if report.peak_gpu_gb is not None:
+            result.run["gpu_peak_memory_gb"] = report.peak_gpu_gb
         result.executed = report.notebook
         result.run["sandbox"] = report.sandbox
         if report.sandbox.get("mounts", "").startswith("none"):
@@ -207,6 +212,9 @@ def require_complete_run(report: ExecutionReport) -> None:
                         "with the grading parameters", cell)
     if report.outcome == "memory_limit":
         raise NotGraded("crashed", "memory_limit", report.message + where + ": use smaller batches or models", cell)
+    if report.outcome == "gpu_memory_limit":
+        raise NotGraded("crashed", "gpu_memory_limit", report.message + where + ": use smaller batches or a smaller "
+                        "model, and keep no tensors you no longer need (e.g. keep loss.item(), not loss)", cell)
     if report.outcome == "kernel_died":
         raise NotGraded("crashed", "kernel_died", f"the Python kernel died{where}: the process exited "
                         "(os._exit, a crash in native code, or the system ran out of memory)", cell)

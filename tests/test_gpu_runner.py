@@ -184,3 +184,24 @@ def test_gpu_memory_gb_is_an_optional_positive_limits_key():
     assert table_problems({"gpu_memory_gb": 8}, TABLES["limits"], "[limits]") == []
     assert table_problems({"gpu_memory_gb": 0}, TABLES["limits"], "[limits]") == [
         "[limits] gpu_memory_gb: must be above 0, got 0"]
+
+
+@pytest.mark.slow  # a real kernel, through grade_one
+def test_a_run_over_its_gpu_memory_limit_is_crashed_with_a_message_the_student_can_act_on(tiny, monkeypatch):
+    import dataclasses
+
+    from harness import grade
+
+    spec, write = tiny()
+    spec = dataclasses.replace(spec, limits=dataclasses.replace(spec.limits, gpu_memory_gb=2))
+    monkeypatch.setattr(grade, "execute", lambda nb, box, *args, **kwargs: execute(
+        nb, box, *args, **kwargs, gpu_usage=usage_written_by_the_kernel(box)))
+    use_3_gb = "import os, time\nopen('gpu', 'w').write(f'{os.getpid()} {3 * 2**30}')\ntime.sleep(30)"
+    result = grade.grade_one(write(["x = 1", use_3_gb]), spec)
+    assert (result.status, result.error["kind"], result.error["cell"]) == ("crashed", "gpu_memory_limit", 2)
+    assert result.error["message"] == (
+        "the notebook used 3.00 GB of GPU memory, over the limit of 2 GB (as the driver counts it: tensors, "
+        "PyTorch's cached blocks and the CUDA context) (while running cell 3): use smaller batches or a smaller "
+        "model, and keep no tensors you no longer need (e.g. keep loss.item(), not loss)")
+    assert result.run["gpu_peak_memory_gb"] == 3.0
+    assert result.score == 0
