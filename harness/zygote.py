@@ -5,6 +5,16 @@ jupyter_client imported) and the measuring process (`harness.measurer`, torch, f
 Starting them afresh for every submission cost ~1.5 s and ~3.5 s of CPU; a zygote pays that once and forks a child
 per job, so every job still starts from the same clean state and a job's crash never reaches the zygote.
 
+Fork safety (docs/gpu.md): a zygote must not initialise the CUDA driver, or every child it forks fails its first CUDA
+call ("initialization error"). torch.export's fake tensors ask `torch.cuda.is_available()` while the zygote warms up;
+torch's default answer calls `cuInit`, and a "no" makes them ask the driver for its device count (another `cuInit`).
+So a zygote asks NVML instead (`PYTORCH_NVML_BASED_CUDA_CHECK=1`) and sees GPU 0 alone, NVML's own index, whenever
+the grader may use a GPU (torch's NVML check cannot read MIG UUIDs and would fall back to `cuInit`); each forked child
+gets the grader's `CUDA_VISIBLE_DEVICES` back before it does anything. GPU work happens only in a measuring child, in
+the kernel the runner execs, and in the reference's own training. Where no GPU is visible, torch may still call
+`cuInit` in the zygote (on a machine with a driver); its children then never use CUDA. `tests/test_fork_safety.py`
+proves it with a fake libcuda.so.1 that records who calls `cuInit`.
+
 Protocol: one JSON object per line, requests on the zygote's stdin, messages back on its stdout. Children get
 /dev/null for both (the protocol is the zygote's alone). Zygote and children die with their parent (Linux
 PR_SET_PDEATHSIG), so killing a grader or a worker takes every helper with it.
@@ -28,6 +38,7 @@ from collections.abc import Callable
 from harness.processes import die_with_parent, scrubbed_env
 
 STARTUP_GRACE_S = 120.0  # the first job may wait for the zygote's imports and warm-up
+CHILD_GPUS = "DLGRADE_CHILD_CUDA_VISIBLE_DEVICES"  # the grader's CUDA_VISIBLE_DEVICES, for the children (absent: unset)
 
 
 class ZygoteDied(Exception):
@@ -39,6 +50,7 @@ class ZygoteDied(Exception):
 def serve(handle: Callable[[dict, Callable[[dict], None]], None], warm_up: Callable[[], None] | None = None) -> int:
     """Warm up, then read requests until stdin closes; `handle(request, reply)` answers each with messages."""
     die_with_parent()
+    show_torch_gpu_0_only()
     if warm_up:
         warm_up()
 
@@ -59,6 +71,7 @@ def fork(child: Callable[[], int]) -> int:
     code = 1
     try:
         die_with_parent()
+        restore_gpus()
         devnull = os.open(os.devnull, os.O_RDWR)
         os.dup2(devnull, 0)
         os.dup2(devnull, 1)
@@ -91,6 +104,26 @@ def exit_reason(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
     return f"exit code {os.waitstatus_to_exitcode(status)}"
+
+
+def show_torch_gpu_0_only() -> None:
+    """In a zygote, before it warms up: torch's availability check goes through NVML and sees one GPU (NVML's
+    index 0) whenever this process may use any, none otherwise (see the module docstring)."""
+    from harness.devices import visible_gpus
+
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        os.environ[CHILD_GPUS] = os.environ["CUDA_VISIBLE_DEVICES"]
+    os.environ["CUDA_VISIBLE_DEVICES"] = "0" if visible_gpus() else ""
+    os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
+
+
+def restore_gpus() -> None:
+    """In a forked child: the GPUs the grader may use again (the driver reads CUDA_VISIBLE_DEVICES at cuInit)."""
+    gpus = os.environ.pop(CHILD_GPUS, None)
+    if gpus is None:
+        os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+    else:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus
 
 
 # grader side -----------------------------------------------------------------------------------------------------

@@ -69,10 +69,11 @@ class TrainReport:
 
 
 def pick_device(requested: str | None = None) -> torch.device:
-    """`requested` if given, else "cuda" when available, else "cpu"."""
-    if requested:
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """`requested` if given, else "cuda" when a GPU is visible, else "cpu". Asks NVML, not CUDA: this runs in
+    workers that go on forking helpers (harness/devices.py, "Fork safety")."""
+    from harness.devices import pick_device as visible_device
+
+    return torch.device(requested or visible_device())
 
 
 def hyperparameters(overrides: dict) -> dict:
