@@ -4,14 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dlgrade-installed
 
-.PHONY: setup test test-fast demo bench clean
+.PHONY: setup test test-fast demo bench clean wheelhouse install-offline
 
 setup: $(STAMP)
 
 # Re-installs only when pyproject.toml changes; quick when already set up.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -m pip install --quiet -e '.[dev,course,tested]' 2>&1 | grep -v "^WARNING: Location" || true
 	$(PY) -c "import torch, papermill, nbgrader, fvcore, harness"
 	$(PY) -m ipykernel install --sys-prefix --name dlgrade --display-name "Python (dlgrade)"
 	touch $(STAMP)
@@ -30,6 +30,28 @@ bench: setup
 	$(PY) benchmarks/reference_vs_baseline.py | tee benchmarks/reference_vs_baseline.md
 	$(PY) benchmarks/batch_scaling.py 2 | tee benchmarks/batch_scaling.md
 	$(PY) benchmarks/timing_stability.py | tee benchmarks/timing_stability.md
+
+# Offline install for worker / GPU nodes (docs/install.md). On a machine with internet, for the node's Python/platform:
+#   make wheelhouse WHEELHOUSE=wheelhouse PY_VERSION=3.12 PLATFORM=manylinux_2_28_x86_64 SKIP="numpy scipy ..."
+# then on the node, with only that folder: make install-offline WHEELHOUSE=wheelhouse
+WHEELHOUSE ?= wheelhouse
+PY_VERSION ?= $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+PLATFORM ?= manylinux_2_28_x86_64
+EXTRAS ?=
+SKIP ?=
+
+wheelhouse:
+	$(PYTHON) .ci/wheelhouse.py --dest $(WHEELHOUSE) --python-version $(PY_VERSION) --platform $(PLATFORM) \
+		--extras "$(EXTRAS)" --skip "$(SKIP)"
+
+# The node's own torch (>= 2.11) stays: .venv sees the system's packages, and pip adds only what is missing, from
+# $(WHEELHOUSE) alone. Marks .venv as set up, so `make gpu-check` etc. do not reinstall from an index.
+install-offline:
+	test -x $(PY) || $(PYTHON) -m venv --system-site-packages --without-pip $(VENV)
+	$(PY) -m pip install --no-index --find-links $(WHEELHOUSE) -e '.$(if $(EXTRAS),[$(EXTRAS)])'
+	$(PY) -c "import torch, papermill, fvcore, harness; print('dlgrade on torch', torch.__version__)"
+	$(PY) -m ipykernel install --sys-prefix --name dlgrade --display-name "Python (dlgrade)"
+	touch $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo_out dlgrade_out .pytest_cache
