@@ -23,6 +23,7 @@ from pathlib import Path
 
 from harness.devices import pick_device, visible_gpus, worker_gpus
 from harness.errors import BadInput, DlgradeError, InternalError
+from harness.preflight import prepare_device
 from harness.result import write_json_atomic
 from harness.spec import AssignmentSpec, load_spec
 
@@ -208,7 +209,10 @@ def grade_batch(spec: AssignmentSpec, submissions_dir: Path, out: Path, workers:
 
     started = time.monotonic()
     out = Path(out).resolve()
-    gpus = [] if scheduler else worker_gpus(workers, runs_per_gpu, visible_gpus())  # refuses before any work
+    if not scheduler:  # Dask workers run elsewhere: their GPUs are checked by dask_executor
+        worker_gpus(workers, runs_per_gpu, visible_gpus())  # refuses too many workers before anything runs
+        prepare_device(spec)  # a kernel in the sandbox can use the GPUs, else the CPU loudly, or refuse
+    gpus = [] if scheduler else worker_gpus(workers, runs_per_gpu, visible_gpus())
     share = (runs_per_gpu or 1) if scheduler or any(gpus) else None
     submissions = find_submissions(spec, submissions_dir)
     results_dir, feedback_dir = out / "results", out / "feedback"

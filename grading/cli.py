@@ -78,9 +78,11 @@ def write_json(data: dict, target: str) -> None:
 def cmd_check(args) -> int:
     from grading.console import format_result
     from harness.grade import grade_one
+    from harness.preflight import prepare_device
     from harness.spec import load_spec
 
     spec = load_spec(args.assignment)
+    prepare_device(spec)
     result = grade_one(Path(args.notebook), spec, parse_parameters(args.p), selfcheck=args.selfcheck,
                        threads=args.threads, data_source=args.data_dir)
     if args.json:
@@ -111,10 +113,12 @@ def cmd_profile(args) -> int:
 def cmd_calibrate(args) -> int:
     from harness.calibrate import calibrate
     from harness.grade import grading_parameters
+    from harness.preflight import prepare_device
     from harness.spec import load_spec
 
     spec = load_spec(args.assignment)
     parameters = grading_parameters(spec, parse_parameters(args.p), selfcheck=args.selfcheck)
+    prepare_device(spec)
     entry = calibrate(spec, parameters, args.data_dir, args.threads, args.runs)
 
     def times(key):
@@ -152,9 +156,11 @@ def cmd_validate(args) -> int:
 
 def cmd_audit(args) -> int:
     from grading.audit import format_audit, run_audit, summarize
+    from harness.preflight import prepare_device
     from harness.spec import load_spec
 
     spec = load_spec(args.assignment)
+    prepare_device(spec)
     runs = run_audit(spec, args.seeds, data_source=args.data_dir, workers=args.workers)
     rows = summarize(spec, runs)
     print(format_audit(spec, rows, runs, args.seeds))

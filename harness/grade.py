@@ -22,6 +22,7 @@ from harness.devices import gpu_info, pick_device
 from harness.errors import BadInput
 from harness.execute import ExecutionReport, Sandbox, cpu_threads, execute
 from harness.measure import MeasureError
+from harness.preflight import fallback_note
 from harness.prepare import InvalidNotebook, inject_parameters, read_notebook, restore_locked_cells
 from harness.result import SubmissionResult, empty_metrics
 from harness.spec import HARNESS_PARAMETERS, AssignmentSpec, is_test_cell
@@ -64,6 +65,8 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
             result.run["runs_per_gpu"] = runs_per_gpu or 1
             info = gpu_info()  # NVML: name, uuid, memory, driver, CUDA driver version
             result.run["gpu"] = dataclasses.asdict(info) if info else None
+        if fallback_note():
+            result.notes.append(fallback_note())
         parameters = grading_parameters(spec, overrides or {}, selfcheck)
         dataset = parameters.get("dataset")
         nb, notes = prepare(notebook, spec, parameters, box, device, hidden_tests=not selfcheck)

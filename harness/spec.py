@@ -57,6 +57,7 @@ class AssignmentSpec:
     leaderboard: LeaderboardSpec = LeaderboardSpec()
     backbone: str | None = None  # [backbone] name: a pretrained backbone given to the notebook (data_dir/backbone.pt)
     extra_models: tuple[str, ...] = ()  # [assignment] extra_models: other models the notebook submits, measured too
+    device: str = "auto"  # [runner] device: auto | cuda | cpu (harness/preflight.py)
     hash: str = ""  # assignment_hash(): recorded in each result as run.assignment_hash
 
     @property
@@ -99,6 +100,10 @@ TABLES = {
         Option("accuracy_gate", (float, dict[str, float]), default=LeaderboardSpec.accuracy_gate, minimum=0,
                maximum=1, doc="an accuracy, or one per dataset: {cifar10 = 0.9, digits32 = 0.95}")),
     "backbone": _table(Option("name", str, required=True, doc="the pretrained backbone (reference/backbones.py)")),
+    "runner": _table(
+        Option("device", ("auto", "cuda", "cpu"), default="auto",
+               doc="auto: the GPU when a kernel in the sandbox can use it, else the CPU with a note; cuda: refuse to "
+                   "grade without a usable GPU; cpu: never a GPU (harness/preflight.py)")),
     "checks": None,  # [[checks]]: an array of tables
 }
 
@@ -165,6 +170,7 @@ def build_spec(root: Path, data: dict) -> AssignmentSpec:
         leaderboard=LeaderboardSpec(_value(data, "leaderboard", "rank"), float(gate)),
         backbone=data.get("backbone", {}).get("name"),
         extra_models=tuple(meta.get("extra_models", ())),
+        device=_value(data, "runner", "device"),
         hash=assignment_hash([root / "assignment.toml", notebook, reference_notebook]),
     )
 
