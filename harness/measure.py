@@ -225,52 +225,23 @@ def profile_file(path: str, input_shape: Sequence[int] | None = None) -> dict:
 
 def evaluate_program(ep: torch.export.ExportedProgram, dataset: str, source_dir: str | None = None,
                      device: str = "cpu", batch_size: int = 500) -> dict:
-    """Accuracy on the held-out split (batched, eval mode) and inference latency per image (batch 1). A model that
-    does not return one score per class gets no accuracy, and `accuracy_error` says why (the other checks still
-    measure it: its output_shape check shows expected vs got)."""
+    """Accuracy on the held-out split (batched, eval mode), latency (batch 1) and throughput (batch `batch_size`)
+    on `device`, or on the CPU with a note when the model fails on the device only (harness/measure_device.py). A
+    model that does not return one score per class gets no accuracy, and `accuracy_error` says why (the other
+    checks still measure it: its output_shape check shows expected vs got)."""
     from harness.data import info, load_test
+    from harness.measure_device import evaluate, measure_on_device_or_cpu, on_device
 
     x, y = load_test(dataset, source_dir)
     x = x.to(program_input(ep).dtype)
-    module = ep.module().to(device)
     num_classes = info(dataset).num_classes
-    correct = not_finite = 0
-    with torch.no_grad():
-        latency_ms = round(batch1_latency_s(module, x[:1].to(device), device) * 1000, 4)
-        for start in range(0, len(y), batch_size):
-            logits = module(x[start:start + batch_size].to(device))
-            if logits.dim() != 2 or logits.shape[1] != num_classes:
-                return {"accuracy": None, "latency_ms": latency_ms,
-                        "accuracy_error": f"the model returns shape {list(logits.shape[1:])} per example; {dataset} "
-                                          f"needs [{num_classes}] (one score per class)"}
-            not_finite += int((~torch.isfinite(logits)).any(1).sum())
-            correct += int((logits.argmax(1).cpu() == y[start:start + batch_size]).sum())
-    if not_finite:
-        return {"accuracy": None, "latency_ms": latency_ms,
-                "accuracy_error": f"the model returns NaN or infinite scores for {not_finite} of the {len(y)} "
-                                  "held-out images (check the training loss for NaN: lower the learning rate)"}
-    return {"accuracy": round(correct / len(y), 6), "latency_ms": latency_ms}
 
+    def measure_on(where: str) -> dict:
+        with torch.no_grad():
+            return evaluate(on_device(ep.module(), where), x, y, num_classes, dataset, where, batch_size)
 
-def batch1_latency_s(module: torch.nn.Module, one: torch.Tensor, device: str, warmup: int = 5, runs: int = 50,
-                     budget_s: float = 5.0) -> float:
-    """Inference latency of one example: the fastest of `runs` timed forward passes (at most `budget_s` of them).
-    The minimum, not the median: interference from other processes only ever adds time, so the minimum is the
-    figure that repeats from run to run on a shared machine."""
-    import time
-
-    for _ in range(warmup):
-        module(one)
-    fastest, deadline = float("inf"), time.perf_counter() + budget_s
-    for _ in range(runs):
-        started = time.perf_counter()
-        module(one)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        fastest = min(fastest, time.perf_counter() - started)
-        if time.perf_counter() > deadline:
-            break
-    return fastest
+    result, _, note = measure_on_device_or_cpu(measure_on, device)
+    return {**result, "notes": [note]} if note else result
 
 
 def compare_with_backbone(ep: torch.export.ExportedProgram, backbone_file: str) -> dict:

@@ -27,7 +27,6 @@ from harness import execute as execute_module
 from harness import measurer, zygote
 from harness.execute import RUNNER, Limits, Sandbox, execute
 from harness.export import export_model
-from harness.measure import MeasureError
 from harness.prepare import inject_parameters
 
 pytestmark = pytest.mark.slow  # starts zygotes and a kernel
@@ -146,12 +145,15 @@ def test_the_measuring_zygote_never_calls_cuinit_its_child_does(driver_log, tmp_
     try:
         profile = measurer.measure(tmp_path / "model.pt2", (3, 32, 32), 120, threads=1, workdir=tmp_path,
                                    dataset="digits32")
-        assert profile["params"] == 30730
+        assert (profile["params"], profile["latency_device"]) == (30730, "cpu")
         assert driver_calls(driver_log) == [], f"cuInit called, the measuring zygote is pid {helper.pid}"
         assert helper.pid in [pid for pid, _ in driver_calls(driver_log, "load")]  # it did load the library
-        with pytest.raises(MeasureError):  # the fake driver has no device: only the child sees that
-            measurer.measure(tmp_path / "model.pt2", (3, 32, 32), 120, threads=1, workdir=tmp_path,
-                             dataset="digits32", device="cuda")
+        # the fake driver has no device: the child finds out, and measures on the CPU with a note
+        on_cuda = measurer.measure(tmp_path / "model.pt2", (3, 32, 32), 120, threads=1, workdir=tmp_path,
+                                   dataset="digits32", device="cuda")
+        assert (on_cuda["accuracy"], on_cuda["latency_device"]) == (profile["accuracy"], "cpu")
+        assert on_cuda["notes"][0].startswith("accuracy and latency measured on the CPU: the model could not run on "
+                                              "cuda (No CUDA GPUs are available)")
         calls = driver_calls(driver_log)
         assert len(calls) == 1 and calls[0][0] != helper.pid
         assert calls[0][1] == "0"
