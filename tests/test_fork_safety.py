@@ -181,8 +181,9 @@ def test_the_runner_zygote_never_calls_cuinit_the_kernel_may(driver_log, monkeyp
 
 
 def test_the_device_is_chosen_without_cuinit(fake_driver, driver_log):
-    """The coordinator and the workers (which go on forking) choose the device through NVML: "cuda", no cuInit."""
-    probe = subprocess.run([sys.executable, "-c", "import harness.grade, reference.train\n"
+    """The local workers' fork server imports the grading path (grading.worker_preload), and the coordinator and the
+    workers choose the device through NVML: "cuda", and no cuInit."""
+    probe = subprocess.run([sys.executable, "-c", "import grading.worker_preload, harness.grade, reference.train\n"
                             "print(harness.grade.pick_device(), reference.train.pick_device())"],
                            env={**os.environ, "LD_LIBRARY_PATH": str(fake_driver), "FAKE_CUDA_LOG": str(driver_log)},
                            capture_output=True, text=True, check=True)
