@@ -26,7 +26,10 @@ def format_result(result: SubmissionResult) -> str:
     if rows and result.status == "graded":
         lines.append(tabulate(rows, headers=["", "check", "points", "message"], tablefmt="simple"))
     m = result.metrics
-    basis = f" ({m['time_basis']} time)" if m["time_basis"] else ""
+    sharing = result.run.get("runs_per_gpu")
+    basis = ", ".join(filter(None, [f"{m['time_basis']} time" if m["time_basis"] else "",
+                                    f"{sharing} run{'s' if sharing > 1 else ''} per GPU" if sharing else ""]))
+    basis = f" ({basis})" if basis else ""
     lines.append(f"metrics: params {_fmt(m['params'])}, trainable {_fmt(m['trainable_params'])}, "
                  f"MACs {_fmt(m['macs'])}, accuracy {_fmt(m['accuracy'])}, train_time_s {_fmt(m['train_time_s'])}, "
                  f"train_cpu_s {_fmt(m['train_cpu_s'])}, time_ratio {_fmt(m['time_ratio'])}{basis}; run "

@@ -98,7 +98,8 @@ def load_results(results_dir: Path) -> list[dict]:
 def leaderboard_table(spec: AssignmentSpec, results: list[dict]) -> pd.DataFrame:
     """One row per submission, ranked by the assignment's rule; failed submissions last, with their status."""
     table = pd.DataFrame([{"submission": r["submission"], "status": r["status"],
-                           **{key: r["metrics"].get(key) for key in METRICS}} for r in results])
+                           **{key: r["metrics"].get(key) for key in METRICS},
+                           "runs_per_gpu": r.get("run", {}).get("runs_per_gpu")} for r in results])
     table[NUMBERS] = table[NUMBERS].apply(pd.to_numeric, errors="coerce")
     table.insert(table.columns.get_loc("time_ratio"), "ranked_train_s", ranked_train_s(table))
     measured = (table["status"] == "graded") & table[["params", "macs"]].notna().all(axis=1)
@@ -201,7 +202,8 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
         "MACs": [num(v, ",.0f") for v in table["macs"]],
         "accuracy": [num(v, ".1%") for v in table["accuracy"]],
         time_column(table)[0]: [num(v, ".2f") for v in table["ranked_train_s"]],
-        "time ratio": [num(v, ".2f") for v in table["time_ratio"]],
+        "time ratio": [num(v, ".2f") + (f" ({share:g}/GPU)" if pd.notna(share) and num(v, ".2f") else "")
+                       for v, share in zip(table["time_ratio"], table["runs_per_gpu"])],
         "latency ms": [num(v, ".3f") for v in table["latency_ms"]],
         "score": [("" if pd.isna(s) else f"{s:.4f}" + ("" if ok else " (below gate)"))
                   for s, ok in zip(table["challenge_score"], table["above_gate"])],

@@ -166,3 +166,14 @@ def test_results_of_two_assignments_or_a_stray_file_are_refused_with_the_reason(
                                                r"\(run.assignment_hash\): grade again with `dlgrade grade \.\.\. "
                                                r"--regrade-changed`"):
         load_results(tmp_path)
+
+
+def test_a_time_ratio_measured_on_a_shared_gpu_says_how_it_was_shared():
+    from grading.leaderboard import display_table
+
+    alone, shared, cpu = result("alone"), result("shared"), result("cpu")
+    for r, share, ratio in ((alone, 1, 0.8), (shared, 2, 1.25), (cpu, None, 1.0)):
+        r["metrics"].update(time_ratio=ratio, time_basis="cpu" if share is None else "wall")
+        r["run"] = {"runs_per_gpu": share} if share else {}
+    shown = display_table(leaderboard_table(PROJECT, [alone, shared, cpu])).set_index("submission")
+    assert shown["time ratio"].to_dict() == {"alone": "0.80 (1/GPU)", "shared": "1.25 (2/GPU)", "cpu": "1.00"}
