@@ -97,6 +97,7 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
         answers = collect(box, report)
         profile = measure(box, spec, dataset, data_source, device, threads, backbone)
         result.metrics.update({key: profile.get(key) for key in MEASURED_METRICS})
+        result.notes += profile.get("notes", [])  # e.g. measured on the CPU because the model failed on the GPU
         extras = measure_extra_models(box, spec, dataset, data_source, device, threads, backbone)
         if extras:
             result.metrics["models"] = {name: {key: p.get(key) for key in EXTRA_MODEL_METRICS}
@@ -124,7 +125,8 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
 
 
 MEASURED_METRICS = ("params", "trainable_params", "macs", "accuracy", "latency_ms", "activation_shapes", "architecture",
-                    "weight_bits", "activation_bits", "structured_sparsity", "unstructured_sparsity")
+                    "weight_bits", "activation_bits", "structured_sparsity", "unstructured_sparsity",
+                    "latency_device", "throughput_per_s", "throughput_batch")
 EXTRA_MODEL_METRICS = ("params", "trainable_params", "macs", "accuracy")  # metrics.models[name] for extra models
 
 

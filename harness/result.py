@@ -55,13 +55,13 @@ class SubmissionResult:
 def empty_metrics() -> dict:
     """The contract's metrics first, then additions (latency, whole-notebook time and its ratio, CPU times and which
     time the ratios compare, and what the leaderboard's challenge score needs: architecture label, bits and sparsity
-    of the weights)."""
+    of the weights; where latency was measured and the batch-N throughput beside it)."""
     return {"params": None, "trainable_params": None, "macs": None, "accuracy": None,
             "train_time_s": None, "time_ratio": None, "activation_shapes": {},
             "latency_ms": None, "exec_time_s": None, "exec_ratio": None, "reference_train_time_s": None,
             "train_cpu_s": None, "exec_cpu_s": None, "reference_train_cpu_s": None, "time_basis": None,
             "architecture": None, "weight_bits": None, "activation_bits": None, "structured_sparsity": None,
-            "unstructured_sparsity": None}
+            "unstructured_sparsity": None, "latency_device": None, "throughput_per_s": None, "throughput_batch": None}
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
