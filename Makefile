@@ -33,25 +33,29 @@ bench: setup
 
 # Offline install for worker / GPU nodes (docs/install.md). On a machine with internet, for the node's Python/platform:
 #   make wheelhouse WHEELHOUSE=wheelhouse PY_VERSION=3.12 PLATFORM=manylinux_2_28_x86_64 SKIP="numpy scipy ..."
+# (run by that Python: pip evaluates dependency markers against the interpreter that runs it; WHEEL_PYTHON=its path)
 # then on the node, with only that folder: make install-offline WHEELHOUSE=wheelhouse
 WHEELHOUSE ?= wheelhouse
-PY_VERSION ?= $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+PY_VERSION ?=
+WHEEL_PYTHON ?= $(if $(PY_VERSION),python$(PY_VERSION),$(PYTHON))
 PLATFORM ?= manylinux_2_28_x86_64
 EXTRAS ?=
 SKIP ?=
 
 wheelhouse:
-	$(PYTHON) .ci/wheelhouse.py --dest $(WHEELHOUSE) --python-version $(PY_VERSION) --platform $(PLATFORM) \
-		--extras "$(EXTRAS)" --skip "$(SKIP)"
+	$(WHEEL_PYTHON) .ci/wheelhouse.py --dest $(WHEELHOUSE) --platform $(PLATFORM) --extras "$(EXTRAS)" --skip "$(SKIP)"
 
 # The node's own torch (>= 2.11) stays: .venv sees the system's packages, and pip adds only what is missing, from
-# $(WHEELHOUSE) alone. Marks .venv as set up, so `make gpu-check` etc. do not reinstall from an index.
+# $(WHEELHOUSE) alone, without resolving torch's own dependencies (a CUDA torch installed another way has none
+# recorded). Marks .venv as set up, so that later targets do not reinstall from an index.
 install-offline:
 	test -x $(PY) || $(PYTHON) -m venv --system-site-packages --without-pip $(VENV)
-	$(PY) -m pip install --no-index --find-links $(WHEELHOUSE) -e '.$(if $(EXTRAS),[$(EXTRAS)])'
-	$(PY) -c "import torch, papermill, fvcore, harness; print('dlgrade on torch', torch.__version__)"
+	$(PY) -m pip install --no-index --find-links $(WHEELHOUSE) -r $(WHEELHOUSE)/requirements.txt
+	$(PY) -m pip install --no-index --find-links $(WHEELHOUSE) --no-deps -e .
+	$(PY) -c "import torch, torchvision, papermill, fvcore, harness; from packaging.version import Version; \
+		print('dlgrade on torch', torch.__version__); assert Version(torch.__version__) >= Version('2.11')"
 	$(PY) -m ipykernel install --sys-prefix --name dlgrade --display-name "Python (dlgrade)"
-	touch $(STAMP)
+	test ! -d $(VENV) || touch $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo_out dlgrade_out .pytest_cache

@@ -8,6 +8,10 @@ none of their CUDA libraries either: a GPU node keeps the CUDA torch it has (>= 
 leaves out wheels of packages the node already has (to keep the folder small); an install then fails offline only if
 the node's version does not satisfy a requirement, and pip says which.
 
+For the Python version of the interpreter that runs this script (pip evaluates dependency markers such as
+`aiohttp; python_version == "3.12"` against the running interpreter, not against --python-version: pypa/pip#11010),
+and for any manylinux platform (--platform).
+
 Two passes, because a few dependencies publish no wheel (fvcore, iopath): pass 1 downloads for this machine and builds
 a wheel of every source-only package, which must be pure Python (py3-none-any, valid on any target); pass 2 downloads
 binary wheels only, for the target.
@@ -19,7 +23,11 @@ import re
 import subprocess
 import sys
 import tempfile
-import tomllib
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    from pip._vendor import tomli as tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +43,7 @@ def project_name(requirement: str) -> str:
 
 
 def requirements(extras: list[str], with_torch: bool) -> list[str]:
-    """The core dependencies plus the extras' (self-references like dlgrade[dask] expanded), and the build backend."""
+    """The core dependencies plus the extras' (self-references like dlgrade[dask] expanded)."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     optional = pyproject["project"]["optional-dependencies"]
     wanted, todo = list(pyproject["project"]["dependencies"]), list(extras)
@@ -49,8 +57,12 @@ def requirements(extras: list[str], with_torch: bool) -> list[str]:
                 todo.extend(own.group(1).split(","))
             else:
                 wanted.append(req)
-    wanted += pyproject["build-system"]["requires"]
     return [r for r in wanted if with_torch or project_name(r) not in TORCH]
+
+
+def build_requirements() -> list[str]:
+    """The build backend: `pip install -e .` needs it in the folder (build isolation installs it from there)."""
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
 
 
 def platform_tags(platform: str) -> list[str]:
@@ -76,19 +88,21 @@ def pip(*args: str) -> None:
 def wheel_source_only(reqs: list[str], dest: Path) -> None:
     """Pass 1: wheels built here of the dependencies that publish only source; refuse any that is not pure Python."""
     with tempfile.TemporaryDirectory() as tmp:
-        pip("download", "--quiet", "--dest", tmp, *reqs)
-        sources = [p for p in Path(tmp).iterdir() if not p.name.endswith(".whl")]
-        if sources:
-            pip("wheel", "--quiet", "--no-deps", "--wheel-dir", str(dest), *map(str, sources))
-    impure = [w.name for w in dest.glob("*.whl") if not w.name.endswith("-none-any.whl")]
-    if impure:
-        sys.exit(f"wheelhouse: built from source, not pure Python, so not valid on another target: {impure}")
+        sources, built = Path(tmp) / "sources", Path(tmp) / "built"
+        pip("download", "--quiet", "--dest", str(sources), *reqs)
+        sdists = [str(p) for p in sources.iterdir() if not p.name.endswith(".whl")]
+        if sdists:
+            pip("wheel", "--quiet", "--no-deps", "--wheel-dir", str(built), *sdists)
+        impure = [w.name for w in built.glob("*.whl") if not w.name.endswith("-none-any.whl")]
+        if impure:
+            sys.exit(f"wheelhouse: built from source, not pure Python, so not valid on another target: {impure}")
+        for wheel in built.glob("*.whl"):
+            wheel.replace(dest / wheel.name)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dest", default="wheelhouse", help="the folder (created; its wheels are kept)")
-    parser.add_argument("--python-version", default="%d.%d" % sys.version_info[:2], help="e.g. 3.12")
     parser.add_argument("--platform", default="manylinux_2_28_x86_64", help="the node's platform tag")
     parser.add_argument("--extras", default="", help="extras of pyproject.toml to add, comma-separated (e.g. dask)")
     parser.add_argument("--skip", default="", help="packages the node already has, space-separated: their wheels "
@@ -96,25 +110,29 @@ def main() -> int:
     parser.add_argument("--with-torch", action="store_true", help="also torch, torchvision and their CUDA libraries")
     args = parser.parse_args()
 
+    python_version = "%d.%d" % sys.version_info[:2]
     dest = Path(args.dest)
     dest.mkdir(parents=True, exist_ok=True)
-    reqs = requirements([e for e in args.extras.split(",") if e], args.with_torch)
+    runtime = requirements([e for e in args.extras.split(",") if e], args.with_torch)
+    reqs = runtime + build_requirements()
     wheel_source_only(reqs, dest)
     platforms = [f"--platform={tag}" for tag in platform_tags(args.platform)]
     pip("download", "--quiet", "--dest", str(dest), "--find-links", str(dest), "--only-binary=:all:",
-        "--implementation", "cp", "--python-version", args.python_version, *platforms, *reqs)
+        "--implementation", "cp", "--python-version", python_version, *platforms, *reqs)
 
     skip = {normalize(name) for name in args.skip.split()}
     for wheel in dest.glob("*.whl"):
         name = normalize(wheel.name.split("-")[0])
         if name in skip:
             wheel.unlink()
+    # What the node installs from the folder: pip then never looks at the node's torch (whose own CUDA dependencies
+    # may be installed some other way, or not recorded at all); dlgrade itself goes in with --no-deps.
+    (dest / "requirements.txt").write_text("\n".join(runtime) + "\n")
     wheels = sorted(dest.glob("*.whl"))
     size_mb = sum(w.stat().st_size for w in wheels) / 1e6
-    print(f"wheelhouse {dest}: {len(wheels)} wheels, {size_mb:.1f} MB, for Python {args.python_version} "
+    print(f"wheelhouse {dest}: {len(wheels)} wheels, {size_mb:.1f} MB, for Python {python_version} "
           f"{args.platform}{' (torch included)' if args.with_torch else ' (no torch: the node keeps its own)'}\n"
-          f"install on the node: python -m pip install --no-index --find-links {dest} -e . "
-          f"&& python -m ipykernel install --sys-prefix --name dlgrade   (or `make install-offline WHEELHOUSE={dest}`)")
+          f"install on the node: make install-offline WHEELHOUSE={dest}   (docs/install.md)")
     return 0
 
 
