@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dlgrade-installed
 
-.PHONY: setup test test-fast demo bench clean wheelhouse install-offline
+.PHONY: setup test test-fast demo bench gpu-check clean wheelhouse install-offline
 
 setup: $(STAMP)
 
@@ -24,6 +24,10 @@ test-fast: setup
 
 demo: setup
 	$(VENV)/bin/dlgrade demo --out demo_out
+
+# One table that proves a GPU runner (docs/gpu.md); on a machine without a GPU its GPU rows say "no GPU: skipped".
+gpu-check: setup
+	$(PY) -m grading.gpu_check
 
 bench: setup
 	$(PY) benchmarks/overhead.py | tee benchmarks/overhead.md
