@@ -34,6 +34,11 @@ def format_result(result: SubmissionResult) -> str:
                  f"MACs {_fmt(m['macs'])}, accuracy {_fmt(m['accuracy'])}, train_time_s {_fmt(m['train_time_s'])}, "
                  f"train_cpu_s {_fmt(m['train_cpu_s'])}, time_ratio {_fmt(m['time_ratio'])}{basis}; run "
                  f"{result.run['wall_s']} s on {result.run['device']}")
+    if m.get("latency_ms") is not None:
+        where = f" on {m['latency_device']}" if m.get("latency_device") else ""
+        speed = (f", throughput {m['throughput_per_s']:,.0f} examples/s at batch {m['throughput_batch']}{where}"
+                 if m.get("throughput_per_s") else "")
+        lines.append(f"  latency {m['latency_ms']:.3f} ms at batch 1{where}{speed}")
     for name, extra in m.get("models", {}).items():
         lines.append(f"  extra model '{name}': params {_fmt(extra['params'])}, trainable "
                      f"{_fmt(extra['trainable_params'])}, MACs {_fmt(extra['macs'])}, accuracy {_fmt(extra['accuracy'])}")

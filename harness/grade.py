@@ -99,6 +99,7 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
         result.metrics.update({key: profile.get(key) for key in MEASURED_METRICS})
         result.notes += profile.get("notes", [])  # e.g. measured on the CPU because the model failed on the GPU
         extras = measure_extra_models(box, spec, dataset, data_source, device, threads, backbone)
+        result.notes += [f"extra model '{name}': {note}" for name, p in extras.items() for note in p.get("notes", [])]
         if extras:
             result.metrics["models"] = {name: {key: p.get(key) for key in EXTRA_MODEL_METRICS}
                                         for name, p in extras.items()}
