@@ -28,6 +28,10 @@ def scrubbed_env(home: str | Path, tmp: str | Path, threads: int) -> dict[str, s
         "HOME": str(home),
         "TMPDIR": str(tmp),
         "LANG": "C.UTF-8",
+        # a user name without a passwd lookup: the kernel's own uid has no passwd entry, and torch 2.11 calls
+        # getpass.getuser() when torch.export imports torch._dynamo (2.14 catches the KeyError; 2.11 fails the export)
+        "USER": "dlgrade",
+        "LOGNAME": "dlgrade",
         "PYTHONNOUSERSITE": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
         "OMP_NUM_THREADS": str(threads),
