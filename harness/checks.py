@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from harness.options import Option
-from harness.spec import CheckSpec
+from harness.schema import CheckSpec
 
 LAYER_HINTS = {
     "Conv2d": "check kernel_size, stride and padding: output = (W - F + 2P) / S + 1 ('same' keeps W, 'valid' is P=0)",

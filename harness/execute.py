@@ -22,47 +22,13 @@ from pathlib import Path
 import nbformat
 
 from harness import isolation, zygote
+from harness.limits import Limits
 from harness.processes import gpu_memory_by_pid, kill_tree, scrubbed_env, tree_gpu_bytes, tree_memory_bytes
 
 RUNNER = "harness.kernel_runner"
 POLL_S = 0.1
 REPORT_GRACE_S = 15.0  # after killing the kernel, time the runner gets to send its report
-# Threads of a CUDA kernel that can keep a core busy besides its `threads` compute threads: the thread waiting for the
-# GPU spins (the CUDA runtime's default while it has a core to itself), PyTorch runs the backward pass of CUDA tensors
-# in its own device thread, DataLoader's pin-memory thread copies batches. A 1-thread CUDA run can so use more than
-# one CPU second per second, and RLIMIT_CPU = timeout x threads would kill it before its wall-clock timeout.
-GPU_WAIT_THREADS = 2
 GpuUsage = Callable[[], Mapping[int, int]]  # a reading of pid -> bytes of GPU memory (processes.gpu_memory_by_pid)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """[limits] of assignment.toml (docs/security.md says what each one stops)."""
-
-    timeout_s: float = 600.0  # whole run
-    cell_timeout_s: float = 300.0
-    memory_gb: float = 4.0  # resident memory of the kernel and everything it starts
-    start_timeout_s: float = 60.0
-    measure_timeout_s: float = 120.0
-    max_processes: int = 256  # processes + threads of the kernel's own user (root graders only): fork bombs
-    max_file_mb: float = 2048  # largest file the kernel may write
-    max_output_mb: float = 20  # cell outputs kept in the executed notebook; later ones are dropped
-    cpu_time_s: float | None = None  # CPU seconds per kernel process; default: cpu_seconds()
-    # GPU memory of the kernel's process tree as the driver counts it (tensors, PyTorch's cache, CUDA contexts);
-    # default none: a run has its GPU to itself (one run per GPU), where CUDA's own out-of-memory error is the limit
-    gpu_memory_gb: float | None = None
-    # CPU threads of the kernel (OMP/MKL, torch's intra-op pool) on every runner, whatever the worker count or
-    # --threads: a float reduction's order depends on the thread count, so seeded training gives the same
-    # model, and so the same verdict, only at a fixed count
-    threads: int = 1
-
-    def cpu_seconds(self, device: str = "cpu") -> int:
-        """RLIMIT_CPU of each kernel process: `cpu_time_s`, or what its threads can use in the whole run (on CUDA,
-        GPU_WAIT_THREADS more)."""
-        if self.cpu_time_s is not None:
-            return int(self.cpu_time_s) + 1
-        busy_threads = max(1, self.threads) + (GPU_WAIT_THREADS if device.startswith("cuda") else 0)
-        return int(self.timeout_s * busy_threads) + 1
 
 
 def cpu_threads(workers: int = 1) -> int:

@@ -1,5 +1,5 @@
 """Declared options: what a table of assignment.toml may contain, stated once as data next to the code that uses it
-(each check kind in harness/checks.py, [limits] from harness.execute.Limits, the other tables in harness/spec.py).
+(each check kind in harness/checks.py, [limits] from harness.limits.Limits, the other tables in harness/schema.py).
 
 `table_problems` checks one table against its declaration and returns every problem as a line that names the table
 and the key: unknown keys (with the nearest valid name), missing required ones, wrong types, values out of range.

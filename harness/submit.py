@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from harness.export import ExportError, export_model
-from harness.spec import EXTRA_MODEL_NAME
+from harness.schema import EXTRA_MODEL_NAME
 
 LOCAL_OUTPUT_DIR = "dlgrade_out"
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.checks import CHECK_KINDS, CHECK_OPTIONS, COMMON_OPTIONS
 from harness.options import Option, suggestion, table_problems, value_problem
+from harness.schema import EXTRA_MODEL_NAME, HARNESS_PARAMETERS, HARNESS_READ_PARAMETERS, MODEL_OPTIONS, TABLES
 from harness.source_notebook import NotebookFacts, notebook_facts
-from harness.spec import EXTRA_MODEL_NAME, HARNESS_PARAMETERS, HARNESS_READ_PARAMETERS, MODEL_OPTIONS, TABLES
 
 TOML = "assignment.toml"
 REFERENCE_MEASURES = ("activation_shapes", "activation_sizes", "params_by_module")  # answers measured on a model
@@ -52,8 +53,6 @@ def toml_problems(data: dict) -> list[str]:
 
 
 def check_problems(checks, data: dict) -> list[str]:
-    from harness.checks import CHECK_KINDS, CHECK_OPTIONS, COMMON_OPTIONS
-
     if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks):
         return ["[[checks]]: expected an array of tables, each starting with a [[checks]] line"]
     problems, seen = [], set()
@@ -79,8 +78,6 @@ def check_problems(checks, data: dict) -> list[str]:
 
 def kind_problems(raw: dict, label: str, data: dict) -> list[str]:
     """Rules between a check's options and the rest of the assignment."""
-    from harness.checks import CHECK_OPTIONS
-
     kind, problems = raw["kind"], []
     parameters, meta = _table(data, "parameters"), _table(data, "assignment")
     declared = CHECK_OPTIONS[kind]

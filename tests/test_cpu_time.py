@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from harness.execute import Limits, Sandbox, execute
+from harness.execute import Sandbox, execute
+from harness.limits import Limits
 from harness.prepare import inject_parameters
 from harness.processes import tree_cpu_seconds
 from tests.conftest import notebook

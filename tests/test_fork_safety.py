@@ -25,8 +25,9 @@ from torch import nn
 
 from harness import execute as execute_module
 from harness import measurer, zygote
-from harness.execute import RUNNER, Limits, Sandbox, execute
+from harness.execute import RUNNER, Sandbox, execute
 from harness.export import export_model
+from harness.limits import Limits
 from harness.prepare import inject_parameters
 
 pytestmark = pytest.mark.slow  # starts zygotes and a kernel

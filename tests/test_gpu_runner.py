@@ -10,8 +10,9 @@ import types
 import pytest
 
 from harness import devices
-from harness.execute import Limits, Sandbox, execute
+from harness.execute import Sandbox, execute
 from harness.kernel_runner import GPU_SYNC
+from harness.limits import Limits
 from harness.prepare import inject_parameters
 from harness.processes import gpu_memory_by_pid, tree_gpu_bytes
 from tests.conftest import notebook

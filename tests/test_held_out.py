@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.execute import Limits, Sandbox, cpu_threads, execute
+from harness.execute import Sandbox, cpu_threads, execute
 from harness.grade import grade_one
+from harness.limits import Limits
 from harness.prepare import inject_parameters
 from tests.conftest import notebook
 

@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from harness import measurer, zygote
-from harness.execute import RUNNER, Limits, Sandbox, execute
+from harness.execute import RUNNER, Sandbox, execute
 from harness.export import export_model
+from harness.limits import Limits
 from harness.measure import MeasureError
 from harness.prepare import inject_parameters
 
