@@ -69,7 +69,7 @@ def test_an_assignment_that_needs_a_gpu_refuses_to_grade_and_says_why(tmp_path):
 def test_a_gpu_the_sandbox_cannot_use_means_grading_on_the_cpu_with_a_note(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(devices, "nvml_device_count", lambda: 1)  # the grader sees a GPU; the kernel has no driver
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
-    monkeypatch.delenv(FALLBACK_ENV, raising=False)
+    monkeypatch.setenv(FALLBACK_ENV, "")  # recorded, so that the test's fallback is undone after it
     spec = load_spec("shapes_params")
     assert devices.pick_device() == "cuda"
     assert prepare_device(spec) == "cpu"
@@ -86,7 +86,7 @@ def test_a_gpu_the_sandbox_cannot_use_means_grading_on_the_cpu_with_a_note(tmp_p
 def test_device_cpu_hides_the_gpus_without_a_probe(tmp_path, monkeypatch):
     monkeypatch.setattr(devices, "nvml_device_count", lambda: 2)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
-    monkeypatch.delenv(FALLBACK_ENV, raising=False)
+    monkeypatch.setenv(FALLBACK_ENV, "")  # recorded, so that the test's fallback is undone after it
     monkeypatch.setattr(preflight, "kernel_gpu_problem", lambda *a: pytest.fail("no probe for device = cpu"))
     assert prepare_device(load_spec(with_runner_device(tmp_path, "cpu"))) == "cpu"
     assert devices.visible_gpus() == [] and preflight.fallback_note() is None
