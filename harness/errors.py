@@ -42,6 +42,11 @@ class SpecError(BadInput):
         return type(self), (self.problems, self.where)
 
 
+class MeasureError(BadInput):
+    """The exported file cannot be measured; the message is meant for the student. Here, not in the torch-heavy
+    harness/measure.py (which raises it, and from where it stays importable), so the grader can catch it cheaply."""
+
+
 class InternalError(DlgradeError):
     """dlgrade's own code failed (a bug, or the grader's environment): never the student's fault. `details` keeps
     the original traceback, which is what a bug report needs."""

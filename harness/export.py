@@ -10,11 +10,14 @@ import copy
 import torch
 from torch import nn
 
+from harness.errors import BadInput
+
 MIN_EXPORT_BATCH = 2  # torch.export specialises dimensions of size 1: export with >= 2 to keep batch dynamic
 
 
-class ExportError(Exception):
-    """A model that torch.export cannot capture; the message says what to change."""
+class ExportError(BadInput):
+    """A model that torch.export cannot capture; the message says what to change (to the student in the kernel,
+    to the user of `dlgrade profile file.py:factory`)."""
 
 
 def example_batch(example_input: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -30,7 +30,8 @@ KERNEL_UID_BASE = 1_000_000  # the kernel of grading thread T runs as uid = gid 
 
 
 class IsolationError(OSError):
-    pass
+    """A namespace or mount call failed (errno kept). Internal only, an OSError rather than a DlgradeError: the
+    runner catches it and grades without that isolation, recording "none: why" in run.sandbox."""
 
 
 def _libc():

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from harness.errors import BadInput
+from harness.errors import MeasureError
 
 with warnings.catch_warnings():  # fvcore.nn warns about torch.jit.script on import
     warnings.simplefilter("ignore", FutureWarning)
@@ -29,10 +29,6 @@ with warnings.catch_warnings():  # fvcore.nn warns about torch.jit.script on imp
     from fvcore.nn.jit_handles import conv_flop_count, get_shape
 
 CONV_LINEAR_OPS = ("conv", "_convolution_mode", "linear", "addmm", "matmul", "mm", "bmm", "einsum")
-
-
-class MeasureError(BadInput):
-    """The exported file cannot be measured; the message is meant for the student."""
 
 
 def load_program(path: str) -> torch.export.ExportedProgram:

@@ -16,13 +16,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from harness.errors import BadInput
 from harness.export import ExportError, export_model
 from harness.schema import EXTRA_MODEL_NAME
 
 LOCAL_OUTPUT_DIR = "dlgrade_out"
 
 
-class SubmissionError(Exception):
+class SubmissionError(BadInput):
     """An answer that cannot be submitted; the message says how to fix it."""
 
 

@@ -42,7 +42,10 @@ CHILD_GPUS = "DLGRADE_CHILD_CUDA_VISIBLE_DEVICES"  # the grader's CUDA_VISIBLE_D
 
 
 class ZygoteDied(Exception):
-    """The helper process ended; the message carries the end of its stderr."""
+    """The helper process ended; the message carries the end of its stderr.
+
+    Internal only, outside the DlgradeError family on purpose: the execute and measure steps catch it where it is
+    raised and turn it into the submission's outcome (kernel_died, measure_failed); it never reaches a caller."""
 
 
 # zygote side -----------------------------------------------------------------------------------------------------

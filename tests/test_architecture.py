@@ -184,3 +184,67 @@ def test_importing_the_spec_loads_neither_the_sandbox_nor_psutil():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# One error family ------------------------------------------------------------------------------------------------
+# Outside DlgradeError on purpose, each caught where it is raised and turned into an outcome (see their docstrings).
+INTERNAL_ONLY = {"harness.zygote.ZygoteDied", "harness.isolation.IsolationError"}
+
+
+def exception_classes() -> dict[str, type]:
+    """Every exception class defined in dlgrade's packages, by qualified name (modules that define classes only)."""
+    import importlib
+
+    found = {}
+    for module, path in module_names(REPO, PACKAGES).items():
+        names = [node.name for node in ast.parse(path.read_text()).body if isinstance(node, ast.ClassDef)]
+        if names:
+            loaded = importlib.import_module(module)
+            found.update({f"{module}.{name}": getattr(loaded, name) for name in names
+                          if issubclass(getattr(loaded, name), BaseException)})
+    return found
+
+
+def test_every_error_class_is_of_the_dlgrade_family():
+    from harness.errors import DlgradeError
+
+    classes = exception_classes()
+    assert "harness.errors.SpecError" in classes and INTERNAL_ONLY <= set(classes)  # the scan sees them
+    outside = sorted(name for name, cls in classes.items() if not issubclass(cls, DlgradeError))
+    assert outside == sorted(INTERNAL_ONLY)
+
+
+def test_an_unexpected_value_error_in_a_command_exits_3_as_internal_error(monkeypatch, capsys):
+    from grading.cli import main
+
+    def broken_load_spec(assignment):
+        raise ValueError("a bug deep inside dlgrade")
+
+    monkeypatch.setattr("harness.spec.load_spec", broken_load_spec)
+    assert main(["validate", "shapes_params"]) == 3
+    err = capsys.readouterr().err
+    assert "ValueError: a bug deep inside dlgrade" in err  # the traceback, for the bug report
+    assert "dlgrade validate: internal error (a bug in dlgrade, not in the notebook): a bug deep inside dlgrade" in err
+
+
+def test_an_unexpected_file_not_found_in_a_command_exits_3(monkeypatch, capsys):
+    from grading.cli import main
+
+    def broken_load_spec(assignment):
+        raise FileNotFoundError(2, "No such file or directory", "/nonexistent/cache.json")
+
+    monkeypatch.setattr("harness.spec.load_spec", broken_load_spec)
+    assert main(["validate", "shapes_params"]) == 3
+    assert "internal error" in capsys.readouterr().err
+
+
+def test_a_model_torch_export_cannot_capture_is_bad_input_for_profile(tmp_path, capsys):
+    from grading.cli import main
+
+    (tmp_path / "branchy.py").write_text(
+        "import torch\nfrom torch import nn\n\n\nclass Branchy(nn.Linear):\n    def forward(self, x):\n"
+        "        return super().forward(x) if x.sum() > 0 else -super().forward(x)\n\n\n"
+        "def make():\n    return Branchy(4, 2)\n")
+    assert main(["profile", f"{tmp_path / 'branchy.py'}:make", "--input-shape", "4"]) == 2
+    last_line = capsys.readouterr().err.splitlines()[-1]  # torch logs its own warning before
+    assert last_line.startswith("dlgrade profile: ") and "use torch.where(...)" in last_line

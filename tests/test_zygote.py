@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from harness import measurer, zygote
+from harness.errors import MeasureError
 from harness.execute import RUNNER, Sandbox, execute
 from harness.export import export_model
 from harness.limits import Limits
-from harness.measure import MeasureError
 from harness.prepare import inject_parameters
 
 
