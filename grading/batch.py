@@ -317,16 +317,10 @@ def _outcome(future, spec: AssignmentSpec, submission: Submission) -> dict:
     except DlgradeError:
         raise
     except Exception as exc:  # BrokenProcessPool, a Dask worker lost, ...
-        from harness.checks import not_graded
-        from harness.result import SubmissionResult, empty_metrics
+        from harness.result import SubmissionResult
 
         message = f"the grading worker failed ({type(exc).__name__}: {str(exc)[:200]}); grade it again"
-        checks = [not_graded(c, message) for c in spec.checks]
-        result = SubmissionResult(spec.id, submission.student, "crashed", {"kind": "worker_failed",
-                                  "message": message, "cell": None}, checks, empty_metrics(),
-                                  {"wall_s": None, "device": None, "torch": None,
-                                   "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                   "assignment_hash": spec.hash})
+        result = SubmissionResult.not_graded(spec, submission.student, "crashed", "worker_failed", message)
         return {"result": result.to_json(), "executed": None, "notes": []}
 
 

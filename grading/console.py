@@ -5,7 +5,7 @@ import textwrap
 
 from tabulate import tabulate
 
-from harness.result import SubmissionResult
+from harness.result import STATUSES, SubmissionResult
 
 
 def _fmt(value) -> str:
@@ -63,21 +63,9 @@ def format_profile(profile: dict) -> str:
     ])
 
 
-def format_summary(results: list[SubmissionResult]) -> str:
-    rows = []
-    for r in results:
-        failed = [c.id for c in r.checks if not c.passed]
-        detail = r.error["kind"] if r.error else (", ".join(failed) if failed else "all checks passed")
-        rows.append([r.assignment, r.submission, r.status, f"{r.score:g}/{r.max_score:g}", f"{r.run['wall_s']:.1f}",
-                     textwrap.shorten(detail, 70)])
-    return tabulate(rows, headers=["assignment", "submission", "status", "score", "wall s", "failed / error"],
-                    tablefmt="simple")
-
-
 def format_batch_summary(results: list[dict], skipped: int) -> str:
     """Counts per status and the mean score of a `dlgrade grade` run (+ the failed submissions and why)."""
-    statuses = ["graded", "failed", "timeout", "crashed", "invalid"]
-    counts = [[s, sum(r["status"] == s for r in results)] for s in statuses]
+    counts = [[s, sum(r["status"] == s for r in results)] for s in STATUSES]
     lines = [tabulate(counts + [["already recorded", skipped]], headers=["status", "submissions"],
                       tablefmt="simple")]
     if results:

@@ -4,26 +4,42 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import typing
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
-from harness.checks import CheckResult
+from harness.checks import CheckResult, not_graded
+from harness.spec import AssignmentSpec
 
 SCHEMA = 1
-STATUSES = ("graded", "failed", "timeout", "crashed", "invalid")
+# The statuses of the contract (docs/architecture.md), defined here only: the JSON holds these strings.
+Status = typing.Literal["graded", "failed", "timeout", "crashed", "invalid"]
+STATUSES: tuple[Status, ...] = typing.get_args(Status)
 
 
 @dataclass
 class SubmissionResult:
     assignment: str
     submission: str
-    status: str
+    status: Status
     error: dict | None  # {"kind", "message", "cell"}; cell = index in the submitted notebook, or None
     checks: list[CheckResult]
     metrics: dict
     run: dict  # {"wall_s", "device", "torch", "started", "threads", "sandbox"}
     notes: list[str] = field(default_factory=list)  # what the run noticed (cells that raised, dropped output...)
     executed: object = None  # the executed notebook (nbformat), for nbgrader's gradebook and feedback; not in JSON
+
+    @classmethod
+    def not_graded(cls, spec: AssignmentSpec, submission: str, status: Status, kind: str, message: str,
+                   cell: int | None = None, checks: list[CheckResult] | None = None,
+                   run: dict | None = None) -> SubmissionResult:
+        """A submission that was not graded, and why: `error` {kind, message, cell}, empty metrics, and each check
+        of the assignment "not graded: <message>" unless `checks` says otherwise (test cells that ran keep their
+        points); `run` defaults to new_run(spec)."""
+        checks = [not_graded(c, message) for c in spec.checks] if checks is None else checks
+        return cls(spec.id, submission, status, {"kind": kind, "message": message, "cell": cell}, checks,
+                   empty_metrics(), new_run(spec) if run is None else run)
 
     @property
     def score(self) -> float:
@@ -50,6 +66,12 @@ class SubmissionResult:
             "metrics": self.metrics,
             "run": {**self.run, "notes": self.notes},  # notes inside `run`: the contract's top-level keys are fixed
         }
+
+
+def new_run(spec: AssignmentSpec, started: str | None = None) -> dict:
+    """`run` of a result before the run: when it started (default: now, UTC) and the assignment's hash."""
+    started = started or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return {"wall_s": None, "device": None, "torch": None, "started": started, "assignment_hash": spec.hash}
 
 
 def empty_metrics() -> dict:
