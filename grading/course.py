@@ -260,9 +260,3 @@ def check_table(spec: AssignmentSpec, result: dict) -> str:
 </table>
 </section>
 """
-
-
-def remove_student_outputs(spec: AssignmentSpec, course: Path, student: str) -> None:
-    """Forget a student's autograded notebook and feedback (before regrading with --force)."""
-    for kind in ("autograded", "feedback"):
-        shutil.rmtree(Path(course) / kind / student / spec.id, ignore_errors=True)
