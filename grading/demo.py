@@ -6,7 +6,6 @@ the paths to open (DIR/index.html links every page). A re-run resumes: recorded 
 """
 from __future__ import annotations
 
-import html
 import time
 import tomllib
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from grading.batch import grade_batch
+from grading.html import render
 from grading.leaderboard import load_results, write_leaderboard
 from harness.devices import visible_gpus
 from harness.execute import cpu_threads
@@ -64,16 +64,12 @@ def run_demo(out: Path, workers: int | None = None) -> int:
 
 def write_index(out: Path, pages: list) -> Path:
     """DIR/index.html: every leaderboard, feedback page and grades CSV of the demo, as relative links."""
-    sections = []
-    for spec, report, board, results in pages:
-        feedback = " ".join(
-            f'<a href="{html.escape(str((report.feedback_dir / (r["submission"] + ".html")).relative_to(out)))}">'
-            f'{html.escape(r["submission"])}</a> ({r["score"]:g}/{r["max_score"]:g})' for r in results)
-        sections.append(
-            f"<h2>{html.escape(spec.title)}</h2><p><a href=\"{board.html.relative_to(out)}\">leaderboard</a> &middot; "
-            f"<a href=\"{report.grades_csv.relative_to(out)}\">grades.csv</a></p><p>feedback: {feedback}</p>")
+    sections = [{"title": spec.title, "leaderboard": str(board.html.relative_to(out)),
+                 "grades_csv": str(report.grades_csv.relative_to(out)),
+                 "feedback": [{"submission": r["submission"], "score": f"{r['score']:g}/{r['max_score']:g}",
+                               "href": str((report.feedback_dir / (r["submission"] + ".html")).relative_to(out))}
+                              for r in results]}
+                for spec, report, board, results in pages]
     index = out / "index.html"
-    index.write_text("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>dlgrade demo</title>"
-                     "<style>body{font:15px/1.5 system-ui,sans-serif;max-width:900px;margin:2rem auto;padding:0 1rem}"
-                     "</style></head><body><h1>dlgrade demo</h1>" + "".join(sections) + "</body></html>\n")
+    index.write_text(render("demo_index.html.j2", sections=sections))
     return index

@@ -12,8 +12,6 @@ sparsity (all measured from the exported model, harness/measure.py); it counts o
 """
 from __future__ import annotations
 
-import html
-import io
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from grading import leaderboard_html
 from harness.errors import BadInput
 from harness.spec import AssignmentSpec
 
@@ -167,9 +166,8 @@ def write_leaderboard(spec: AssignmentSpec, results_dir: Path, out: Path) -> Lea
     csv_text = table.to_csv(index=False)
     (out / "leaderboard.csv").write_text(csv_text)
     (out / "leaderboard.md").write_text(markdown(spec, table))
-    from grading.leaderboard_html import render
-
-    (out / "leaderboard.html").write_text(render(spec, table))
+    (out / "leaderboard.html").write_text(leaderboard_html.page(spec, table, display_table(table), time_column(table),
+                                                                FRONTS))
     return LeaderboardFiles(out / "leaderboard.csv", out / "leaderboard.md", out / "leaderboard.html",
                             snapshot(out / "history", csv_text), table)
 

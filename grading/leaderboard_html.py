@@ -1,101 +1,62 @@
-"""leaderboard.html: one self-contained page (inline CSS, a few lines of JS to sort, matplotlib plots as inline SVG).
+"""leaderboard.html: one self-contained page (inline CSS, a few lines of JS to sort, matplotlib plots as inline SVG),
+from templates/pages/leaderboard.html.j2.
 
-Works offline from a file: no CDN, no fonts to fetch (matplotlib draws text as paths).
+Works offline from a file: no CDN, no fonts to fetch (matplotlib draws text as paths). Given the table and what
+grading.leaderboard derives from it (the formatted columns, the ranking time, the Pareto flags), it imports nothing
+of grading.leaderboard.
 """
 from __future__ import annotations
 
-import html
 import io
 from datetime import datetime, timezone
 
 import pandas as pd
+from markupsafe import Markup
 
-from grading.leaderboard import FRONTS, display_table, time_column
+from grading.html import render
 from harness.spec import AssignmentSpec
 
-PLOTS = [("params", "parameters"), ("macs", "MACs (batch 1)")]  # and the training time that ranks (time_column)
-
-STYLE = """
-body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1320px;
-       padding: 0 1.5rem; color: #1f2328; }
-h1 { font-size: 1.6rem; margin-bottom: .2rem; } .meta { color: #59636e; margin-top: 0; }
-.plots { display: grid; grid-template-columns: repeat(3, 1fr); gap: 1rem; margin: 1.5rem 0; }
-.plots figure { margin: 0; border: 1px solid #d1d9e0; border-radius: 8px; padding: .5rem; background: #fff; }
-.plots svg { width: 100%; height: auto; } figcaption { text-align: center; color: #59636e; font-size: .85rem; }
-table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
-th, td { padding: .45rem .6rem; border-bottom: 1px solid #d1d9e0; text-align: right; white-space: nowrap; }
-th { background: #f6f8fa; cursor: pointer; user-select: none; position: sticky; top: 0; }
-th:hover { background: #eaeef2; } th.asc::after { content: " \\25B2"; } th.desc::after { content: " \\25BC"; }
-td.text, th.text { text-align: left; } tr.failed td { color: #8c959f; font-style: italic; }
-tr:hover td { background: #f6f8fa; } .front { color: #1a7f37; font-weight: 600; }
-"""
-
-SCRIPT = """
-document.querySelectorAll("#leaderboard th").forEach((th, column) => th.addEventListener("click", () => {
-  const body = th.closest("table").tBodies[0];
-  const descending = th.classList.contains("asc");
-  th.parentNode.querySelectorAll("th").forEach(h => h.classList.remove("asc", "desc"));
-  th.classList.add(descending ? "desc" : "asc");
-  const key = row => row.cells[column].dataset.sort;
-  const rows = Array.from(body.rows);
-  rows.sort((a, b) => {
-    const x = key(a), y = key(b);
-    if (x === "" || y === "") return (x === "") - (y === "");  // empty cells last, both ways
-    const order = isNaN(x) || isNaN(y) ? x.localeCompare(y) : Number(x) - Number(y);
-    return descending ? -order : order;
-  });
-  rows.forEach(row => body.appendChild(row));
-}));
-"""
+PLOTS = [("params", "parameters"), ("macs", "MACs (batch 1)")]  # and the training time that ranks
+TEXT_COLUMNS = {"submission", "architecture", "Pareto"}
 
 
-def render(spec: AssignmentSpec, table: pd.DataFrame) -> str:
+def page(spec: AssignmentSpec, table: pd.DataFrame, shown: pd.DataFrame, time_column: tuple[str, str, str],
+         fronts: dict[str, str]) -> str:
+    """`table` as grading.leaderboard ranks it, `shown` its display_table, `time_column` the (header, axis label,
+    footnote) of the training time that ranks, `fronts` the Pareto flag column of each cost."""
     ranked = table[table["rank"].notna()]
-    rule = (f"challenge score, lowest first (counts at held-out accuracy &ge; {spec.leaderboard.accuracy_gate:.0%})"
-            if spec.leaderboard.rank == "challenge"
-            else "Pareto front first (accuracy up; parameters, MACs, training time down), then accuracy")
-    _, time_label, time_note = time_column(table)
-    figures = "\n".join(f'<figure>{plot(ranked, cost, label)}<figcaption>accuracy vs {label}, log scale; the line is '
-                        "the Pareto front</figcaption></figure>"
-                        for cost, label in [*PLOTS, ("ranked_train_s", time_label)])
-    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Leaderboard: {html.escape(spec.title)}</title><style>{STYLE}</style></head>
-<body>
-<h1>Leaderboard: {html.escape(spec.title)}</h1>
-<p class="meta">{len(ranked)} ranked, {len(table) - len(ranked)} not graded &middot; ranked by {rule} &middot;
-every number measured by the grader &middot; {generated}</p>
-<div class="plots">{figures}</div>
-{table_html(table)}
-<p class="meta">{html.escape(time_note)}</p>
-<script>{SCRIPT}</script>
-</body></html>
-"""
+    time_header, time_label, time_note = time_column
+    figures = [{"svg": Markup(plot(ranked, cost, fronts[cost], label)), "label": label}
+               for cost, label in [*PLOTS, ("ranked_train_s", time_label)]]
+    challenge = spec.leaderboard.rank == "challenge"
+    return render("leaderboard.html.j2", title=spec.title, ranked=len(ranked), not_ranked=len(table) - len(ranked),
+                  accuracy_gate=f"{spec.leaderboard.accuracy_gate:.0%}" if challenge else None,
+                  generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), figures=figures,
+                  columns=[{"name": c, "css": "text" if c in TEXT_COLUMNS else ""} for c in shown.columns],
+                  rows=table_rows(table, shown, time_header), time_note=time_note)
 
 
-def table_html(table: pd.DataFrame) -> str:
-    shown = display_table(table)
+def table_rows(table: pd.DataFrame, shown: pd.DataFrame, time_header: str) -> list[dict]:
+    """Each row's cells: the text shown and the key the page's script sorts by (the raw number where there is one;
+    empty for a missing value, which sorts last)."""
     raw = {"rank": table["rank"], "params": table["params"], "MACs": table["macs"], "accuracy": table["accuracy"],
-           time_column(table)[0]: table["ranked_train_s"], "time ratio": table["time_ratio"],
+           time_header: table["ranked_train_s"], "time ratio": table["time_ratio"],
            "latency ms": table["latency_ms"], "score": table["challenge_score"]}
-    text_columns = {"submission", "architecture", "Pareto"}
-    head = "".join(f'<th class="{"text" if c in text_columns else ""}">{html.escape(c)}</th>' for c in shown.columns)
-    body = []
+    rows = []
     for i, row in shown.iterrows():
         cells = []
         for column, value in row.items():
             sort_key = raw[column].iloc[i] if column in raw else value
             sort_key = "" if sort_key is None or (not isinstance(sort_key, str) and pd.isna(sort_key)) else sort_key
-            css = "text" + (" front" if column == "Pareto" else "") if column in text_columns else ""
-            cells.append(f'<td class="{css}" data-sort="{html.escape(str(sort_key))}">{html.escape(str(value))}</td>')
-        failed = pd.isna(table["rank"].iloc[i])
-        body.append(f'<tr class="{"failed" if failed else ""}">{"".join(cells)}</tr>')
-    return (f'<table id="leaderboard"><thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(body)
-            + "\n</tbody></table>")
+            css = "text" + (" front" if column == "Pareto" else "") if column in TEXT_COLUMNS else ""
+            cells.append({"text": str(value), "sort": str(sort_key), "css": css})
+        rows.append({"css": "failed" if pd.isna(table["rank"].iloc[i]) else "", "cells": cells})
+    return rows
 
 
-def plot(ranked: pd.DataFrame, cost: str, label: str) -> str:
+def plot(ranked: pd.DataFrame, cost: str, front: str, label: str) -> str:
+    """accuracy vs `cost` as SVG: every ranked point labelled with its submission (matplotlib escapes the text),
+    the Pareto front (rows flagged in column `front`) drawn as a step line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,7 +66,7 @@ def plot(ranked: pd.DataFrame, cost: str, label: str) -> str:
     points = ranked[ranked[cost].notna() & ranked["accuracy"].notna()]
     fig, ax = plt.subplots(figsize=(4.6, 3.6))
     try:
-        on_front = points[points[FRONTS[cost]]].sort_values(cost)
+        on_front = points[points[front]].sort_values(cost)
         ax.scatter(points[cost], points["accuracy"] * 100, s=36, color="#8c959f", zorder=2)
         ax.scatter(on_front[cost], on_front["accuracy"] * 100, s=48, color="#1a7f37", zorder=3)
         if len(on_front):
