@@ -13,10 +13,8 @@ Only the coordinator of a batch calls this module: one writer for the gradebook.
 from __future__ import annotations
 
 import copy
-import html
 import json
 import os
-import re
 import shutil
 import sys
 import warnings
@@ -24,8 +22,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import nbformat
+from markupsafe import Markup
 
 from grading.feedback import feedback_config, scrub_notebook, scrub_paths
+from grading.html import render
 from harness.errors import BadInput
 from harness.spec import AssignmentSpec
 
@@ -202,8 +202,8 @@ def feedback(spec: AssignmentSpec, course: Path, student: str, result: dict, out
     from nbgrader.utils import capture_log
 
     # NbGraderAPI.generate_feedback would impose nbgrader's own template: its converter is run here as the
-    # `nbgrader generate_feedback` command runs it, with dlgrade's configuration (grading/feedback.py).
-    api = _api(Path(course).resolve(), feedback_config())
+    # `nbgrader generate_feedback` command runs it, with dlgrade's configuration and template (grading/feedback.py).
+    api = _api(Path(course).resolve(), feedback_config(check_table(spec, result)))
     api.coursedir.assignment_id, api.coursedir.student_id = spec.id, student
     converter = GenerateFeedback(coursedir=api.coursedir, parent=api)
     converter.force = True
@@ -211,52 +211,26 @@ def feedback(spec: AssignmentSpec, course: Path, student: str, result: dict, out
     generated = Path(course) / "feedback" / student / spec.id / f"{spec.notebook.stem}.html"
     if not api_result["success"] or not generated.is_file():
         raise CourseError(f"nbgrader generate_feedback failed for {student}: {api_result.get('error', '')}")
-    # nbgrader's template loads MathJax from a CDN: offline (and on a closed grading network) that only fails, so
-    # the page is kept self-contained; formulas show as their TeX source.
-    page = re.sub(r'<script src="https?://[^"]*">\s*</script>', "", generated.read_text())
-    at = page.find(">", page.find("<body")) + 1
-    page = page[:at] + check_table(spec, result) + page[at:]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(page)
+    shutil.copyfile(generated, tmp)
     tmp.replace(out)
     return out
 
 
-def check_table(spec: AssignmentSpec, result: dict) -> str:
+def check_table(spec: AssignmentSpec, result: dict) -> Markup:
     """The harness's verdict as an HTML section: status, error, and one row per check (hidden: passed/failed)."""
     hidden = {c.id for c in spec.checks if c.hidden}
-    esc = lambda value: html.escape(scrub_paths(value if isinstance(value, str) else json.dumps(value)))  # noqa: E731
+    text = lambda value: scrub_paths(value if isinstance(value, str) else json.dumps(value))  # noqa: E731
     rows = []
     for c in result["checks"]:
         secret = c["id"] in hidden
         cells = [c["id"], "passed" if c["passed"] else "failed", f"{c['points']:g} / {c['max_points']:g}",
                  "(hidden)" if secret else c["expected"], "(hidden)" if secret else c["got"],
                  "" if secret else c["message"]]
-        rows.append("<tr class='{}'>".format("pass" if c["passed"] else "fail")
-                    + "".join(f"<td>{esc(v)}</td>" for v in cells) + "</tr>")
-    error = (f"<p class='dlgrade-error'><b>{esc(result['error']['kind'])}</b>: {esc(result['error']['message'])}</p>"
-             if result.get("error") else "")
-    notes = "".join(f"<li>{esc(note)}</li>" for note in result["run"].get("notes", []))
-    error += f"<ul class='dlgrade-notes'>{notes}</ul>" if notes else ""
-    return f"""
-<section id="dlgrade-checks" style="font-family: sans-serif; margin: 1em auto; max-width: 1100px;">
-<style>
-#dlgrade-checks table {{ border-collapse: collapse; width: 100%; }}
-#dlgrade-checks td, #dlgrade-checks th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left;
-  vertical-align: top; }}
-#dlgrade-checks tr.fail td:nth-child(2) {{ color: #b00020; font-weight: bold; }}
-#dlgrade-checks tr.pass td:nth-child(2) {{ color: #1b7f3b; }}
-</style>
-<h2>dlgrade: {esc(result['assignment'])} - {esc(result['submission'])}</h2>
-<p>Status <b>{esc(result['status'])}</b>, score <b>{result['score']:g} / {result['max_score']:g}</b>
-(checks made by the grader; manually graded answers are added in the gradebook).</p>
-{error}
-<table>
-<thead><tr><th>check</th><th>result</th><th>points</th><th>expected</th><th>got</th><th>message</th></tr></thead>
-<tbody>
-{chr(10).join(rows)}
-</tbody>
-</table>
-</section>
-"""
+        rows.append({"css": "pass" if c["passed"] else "fail", "cells": [text(v) for v in cells]})
+    error = result.get("error")
+    return render("check_table.html.j2", assignment=text(result["assignment"]), submission=text(result["submission"]),
+                  status=text(result["status"]), score=f"{result['score']:g} / {result['max_score']:g}",
+                  error={"kind": text(error["kind"]), "message": text(error["message"])} if error else None,
+                  notes=[text(note) for note in result["run"].get("notes", [])], rows=rows)

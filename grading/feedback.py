@@ -12,15 +12,21 @@ nbgrader's and nbconvert's own steps enforce each rule (no edits of the finished
   (`scrub_paths`, applied to the autograded notebook and to the check table).
 - the list of graded cells at the top names each cell by its grade_id, the check id of the grader's table and of
   grades.csv, instead of nbgrader's "Test cell" (templates/dlgrade_feedback).
+- the grader's check table (grading.course.check_table, rendered with autoescaping by grading.html) opens the page:
+  `CheckTable` hands it to the template, which places it first in the body.
+- the page works offline: templates/dlgrade_feedback/mathjax.html.j2 shadows nbconvert's MathJax macro, so no CDN
+  script is written (formulas show as their TeX source).
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+from markupsafe import Markup
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor, Preprocessor
 from nbconvert.preprocessors.sanitize import SanitizeHTML
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+from traitlets import Unicode
 from traitlets.config import Config
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -88,6 +94,17 @@ class SanitizeForFeedback(SanitizeHTML):
         return super().preprocess_cell(cell, resources, cell_index)
 
 
+class CheckTable(Preprocessor):
+    """Gives the page's template the grader's check table (HTML already rendered and escaped) as
+    resources["dlgrade_check_table"]."""
+
+    html = Unicode("", help="the check table's HTML").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        resources["dlgrade_check_table"] = Markup(self.html)
+        return nb, resources
+
+
 # What ordinary Markdown and a table render to; no img (a remote source would load from the network), no style,
 # no id (it could shadow the page's anchors). Anything else is shown as escaped text.
 SAFE_TAGS = ["a", "abbr", "b", "blockquote", "br", "code", "del", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
@@ -97,13 +114,16 @@ SAFE_ATTRIBUTES = {"*": ["class"], "a": ["href", "title"], "abbr": ["title"], "t
                    "td": ["colspan", "rowspan"]}
 
 
-def feedback_config() -> Config:
-    """Configuration of nbgrader's GenerateFeedback (and its HTMLExporter) for dlgrade's feedback pages."""
+def feedback_config(check_table: Markup) -> Config:
+    """Configuration of nbgrader's GenerateFeedback (and its HTMLExporter) for one student's feedback page, opened by
+    `check_table`."""
     import nbgrader
 
     config = Config()
     config.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTestsForFeedback, SanitizeForFeedback,
-                                             CSSHTMLHeaderPreprocessor]
+                                             CSSHTMLHeaderPreprocessor, CheckTable]
+    config.CheckTable.enabled = True
+    config.CheckTable.html = str(check_table)
     config.ClearHiddenTestsForFeedback.enforce_metadata = False
     config.SanitizeForFeedback.enabled = True  # nbconvert's preprocessors are off by default, nbgrader's on
     config.SanitizeForFeedback.tags = SAFE_TAGS

@@ -134,6 +134,25 @@ def test_the_students_html_and_javascript_are_shown_inert(page):
     assert f'src="data:image/png;base64,{PNG}"' in page  # images stay
 
 
+def test_the_check_table_opens_the_page_and_nothing_loads_from_the_network(page):
+    assert re.search(r'<body>\s*<section id="dlgrade-checks"', page)  # first in the body, before nbgrader's list
+    assert page.count('id="dlgrade-checks"') == 1
+    assert re.findall(r"<script[^>]*>", page) == []  # nbconvert's CDN MathJax is not written (templates/)
+
+
+def test_the_check_table_shows_what_the_run_reported_as_text(hidden_tests_assignment):
+    result = result_of(hidden_tests_assignment, "<b>mallory</b>", passed=False)
+    result["checks"][0]["message"] = '<img src=x onerror="window.pwned = 6"> in ' + SANDBOX + "/work"
+    result["checks"][1]["got"] = {"</td>": 1}
+    result["run"]["notes"] = ["<script>window.pwned = 7</script>"]
+    table = nbcourse.check_table(hidden_tests_assignment, result)
+    assert LiveMarkup(table).code == []
+    assert "<h2>dlgrade: tiny - &lt;b&gt;mallory&lt;/b&gt;</h2>" in table
+    assert "<td>&lt;img src=x onerror=&#34;window.pwned = 6&#34;&gt; in &lt;sandbox&gt;/work</td>" in table
+    assert "<td>{&#34;&lt;/td&gt;&#34;: 1}</td>" in table
+    assert '<ul class="dlgrade-notes"><li>&lt;script&gt;window.pwned = 7&lt;/script&gt;</li></ul>' in table
+
+
 def test_graded_cells_are_listed_by_their_check_ids(page):
     toc = re.search(r'<div id="toc">(.*?)</div>', page, re.S)[1]
     assert re.findall(r'<li><a href="#([^"]+)">([^<]+)</a>', toc) == [
