@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from harness.assets import prepare_assignment
 from harness.checks import CheckResult, Evidence, run_check
 from harness.grade import grade_one, time_ratios
 from harness.result import SubmissionResult
@@ -83,6 +84,7 @@ def run_audit(spec: AssignmentSpec, seeds: int, thread_counts=THREAD_COUNTS, dat
     """Grade every audit notebook at every (seed, thread count), `workers` at a time (grading threads, each with its
     own helper zygotes); then time checks against the reference's own run under the same seed and thread count."""
     seed_values = list(range(seeds)) if "seed" in spec.parameters else [None]
+    assets = prepare_assignment(spec, timed=False, data_source=data_source)  # the backbone; times: the reference's run
     jobs = [(name, path, seed, threads) for seed in seed_values for threads in thread_counts
             for name, path in audit_notebooks(spec).items()]
 
@@ -91,7 +93,7 @@ def run_audit(spec: AssignmentSpec, seeds: int, thread_counts=THREAD_COUNTS, dat
         threaded = replace(spec, limits=replace(spec.limits, threads=threads))
         overrides = {} if seed is None else {"seed": seed}
         return Run(name, seed, threads, grade_one(path, threaded, overrides, submission=name, threads=threads,
-                                                  timing=False, data_source=data_source))
+                                                  data_source=data_source, assets=assets))
 
     runs, started = [], time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:

@@ -18,11 +18,13 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
-from harness.devices import pick_device, visible_gpus, worker_gpus
+from harness.assets import prepare_assignment
+from harness.devices import visible_gpus, worker_gpus
 from harness.errors import BadInput, DlgradeError, InternalError
+from harness.grade import Assets
 from harness.preflight import prepare_device
 from harness.result import write_json_atomic
 from harness.spec import AssignmentSpec, load_spec
@@ -83,7 +85,7 @@ def _nbgrader_timestamp(folder: Path) -> datetime | None:
 # workers ---------------------------------------------------------------------------------------------------------
 
 def grade_task(notebook: bytes, name: str, assignment_root: str, assignment_hash: str, threads: int | None,
-               data_source: str | None, runs_per_gpu: int | None = None) -> dict:
+               data_source: str | None, runs_per_gpu: int | None = None, assets: Assets | None = None) -> dict:
     """Runs on a worker: grade one submission (its bytes: no shared filesystem needed for submissions). Raises
     DlgradeError only: bad input found here (the assignment differs from the coordinator's, a dataset is missing)
     as it is, any other exception as InternalError with its traceback: both stop the batch."""
@@ -99,8 +101,10 @@ def grade_task(notebook: bytes, name: str, assignment_root: str, assignment_hash
         with tempfile.TemporaryDirectory(prefix="dlgrade-submission-") as tmp:
             path = Path(tmp) / f"{name}.ipynb"
             path.write_bytes(notebook)
+            if assets is None:  # a Dask worker: prepared on this machine before the batch (prepare_worker): cached
+                assets = prepare_worker(assignment_root, data_source, runs_per_gpu)
             result = grade_one(path, spec, submission=name, threads=threads or _dask_threads(),
-                               data_source=data_source, runs_per_gpu=runs_per_gpu)
+                               data_source=data_source, runs_per_gpu=runs_per_gpu, assets=assets)
         return {"result": result.to_json(), "executed": result.executed, "notes": result.notes}
     except DlgradeError:
         raise
@@ -232,15 +236,17 @@ def grade_batch(spec: AssignmentSpec, submissions_dir: Path, out: Path, workers:
         from harness.execute import cpu_threads
 
         threads = cpu_threads(len(gpus))
-    if todo and spec.reference_notebook is not None and not scheduler:
-        calibrate_once(spec, data_source, share)  # before the workers start, not once per worker
-
+    # the assets step, before any student runs: here for local workers, on every Dask worker's machine for a cluster
+    assets = prepare_assignment(spec, data_source=data_source, runs_per_gpu=runs_per_gpu) if todo and not scheduler \
+        else None
     graded = []
     client, executor = dask_executor(scheduler, runs_per_gpu) if scheduler else (None, local_executor(gpus))
+    if client is not None and todo:
+        client.run(prepare_worker, str(spec.root), data_source, runs_per_gpu)
     bar = _progress(len(todo), progress)
     try:
         futures = {executor.submit(grade_task, s.path.read_bytes(), s.student, str(spec.root), spec.hash, threads,
-                                   data_source, share): s for s in todo}
+                                   data_source, share, assets): s for s in todo}
         for future in concurrent.futures.as_completed(futures):
             submission = futures[future]
             outcome = _outcome(future, spec, submission)
@@ -301,12 +307,9 @@ def remove_partial_writes(*directories: Path) -> None:
                 tmp.unlink(missing_ok=True)
 
 
-def calibrate_once(spec: AssignmentSpec, data_source: str | None, runs_per_gpu: int | None) -> None:
-    from harness.calibrate import reference_times
-    from harness.grade import device_name, grading_parameters, torch_version
-
-    reference_times(spec, grading_parameters(spec, {}, False), device_name(pick_device()), torch_version(),
-                    spec.limits.threads, data_source, runs_per_gpu)
+def prepare_worker(assignment_root: str, data_source: str | None, runs_per_gpu: int | None) -> Assets:
+    """The assets step on a Dask worker's machine (its GPU, its cache): run on every worker before the batch."""
+    return prepare_assignment(load_spec(assignment_root), data_source=data_source, runs_per_gpu=runs_per_gpu)
 
 
 def _outcome(future, spec: AssignmentSpec, submission: Submission) -> dict:

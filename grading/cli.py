@@ -77,14 +77,17 @@ def write_json(data: dict, target: str) -> None:
 
 def cmd_check(args) -> int:
     from grading.console import format_result
+    from harness.assets import prepare_assignment
     from harness.grade import grade_one
     from harness.preflight import prepare_device
     from harness.spec import load_spec
 
     spec = load_spec(args.assignment)
     prepare_device(spec)
-    result = grade_one(Path(args.notebook), spec, parse_parameters(args.p), selfcheck=args.selfcheck,
-                       threads=args.threads, data_source=args.data_dir)
+    overrides = parse_parameters(args.p)
+    assets = prepare_assignment(spec, overrides, args.selfcheck, data_source=args.data_dir, threads=args.threads)
+    result = grade_one(Path(args.notebook), spec, overrides, selfcheck=args.selfcheck, threads=args.threads,
+                       data_source=args.data_dir, assets=assets)
     if args.json:
         write_json(result.to_json(), args.json)
     if args.json != "-":

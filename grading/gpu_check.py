@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from harness.assets import prepare_assignment
 from harness.calibrate import calibrate
 from harness.devices import visible_gpus, worker_gpus
 from harness.grade import grade_one, grading_parameters
@@ -73,7 +74,8 @@ def correct_example(assignment: str, on_gpu: bool = True) -> Row:
     """Graded on the expected device: ok. Its score is shown (a lost check is a finding, not a runner failure)."""
     spec = load_spec(assignment)
     example = EXAMPLES[assignment]
-    result = grade_one(spec.submissions_dir / f"{example}.ipynb", spec, submission=example).to_json()
+    result = grade_one(spec.submissions_dir / f"{example}.ipynb", spec, submission=example,
+                       assets=prepare_assignment(spec)).to_json()
     return result_row(f"{assignment}/{example}", result,
                       result["status"] == "graded" and (result["run"]["device"] != "cpu") == on_gpu)
 
@@ -95,8 +97,9 @@ def batch_of_four(gpus: list[str]) -> Row:
     executor = local_executor(pinned)
     notebook = (spec.submissions_dir / "correct.ipynb").read_bytes()
     try:
-        futures = [executor.submit(grade_task, notebook, f"student{i}", str(spec.root), spec.hash, None, None, 1)
-                   for i in range(4)]
+        assets = prepare_assignment(spec, runs_per_gpu=1)
+        futures = [executor.submit(grade_task, notebook, f"student{i}", str(spec.root), spec.hash, None, None, 1,
+                                   assets) for i in range(4)]
         results = [f.result()["result"] for f in futures]
     finally:
         executor.shutdown()
@@ -110,7 +113,7 @@ def batch_of_four(gpus: list[str]) -> Row:
 def project1_full_width() -> Row:
     spec = load_spec("project1_size_accuracy_time")
     result = grade_one(spec.submissions_dir / "resnet18_w025.ipynb", spec, {"width": 1.0}, submission="width1",
-                       timing=False).to_json()  # the reference is width 0.25: no calibration at width 1
+                       assets=prepare_assignment(spec, timed=False)).to_json()  # the reference is width 0.25
     row = result_row("project1 width 1 (ResNet-18, 3x32x32)", result,
                      result["status"] == "graded" and result["run"]["device"] != "cpu")
     row.status += f", {result['metrics']['params']:,} params" if result["metrics"].get("params") else ""
@@ -132,7 +135,7 @@ def gpu_memory_hog(tmp: Path) -> Row:
     hostile = tmp / "hog.ipynb"
     nbformat.write(nb, hostile)
     started = time.monotonic()
-    result = grade_one(hostile, spec, submission="gpu_hog").to_json()
+    result = grade_one(hostile, spec, submission="gpu_hog", assets=prepare_assignment(spec)).to_json()
     row = result_row("hostile: 3 GB under gpu_memory_gb = 1", result,
                      (result["error"] or {}).get("kind") == "gpu_memory_limit" and time.monotonic() - started < 60)
     return row

@@ -12,17 +12,17 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import json
-import os
 import statistics
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from harness.cache import cache_root, recipe_hash
 from harness.errors import BadInput
+from harness.grade import Assets, grade_one
 from harness.result import write_json_atomic
 from harness.spec import AssignmentSpec
 
-RECIPE_DIR = Path(__file__).resolve().parent.parent / "reference"
 TIMES = ("train_time_s", "exec_time_s", "train_cpu_s", "exec_cpu_s")  # wall and CPU, cached per calibration
 ENTRY_VERSION = 2  # 2: CPU times recorded too; older entries lack them, so they are calibrated again
 
@@ -31,21 +31,8 @@ class CalibrationError(BadInput):
     """The reference solution did not run cleanly; the message says why."""
 
 
-def cache_root() -> Path:
-    """$DLGRADE_CACHE or ~/.cache/dlgrade: calibrations and pretrained backbones."""
-    return Path(os.environ.get("DLGRADE_CACHE", Path.home() / ".cache" / "dlgrade"))
-
-
 def cache_dir() -> Path:
     return cache_root() / "calibration"
-
-
-def recipe_hash() -> str:
-    """Hash of the reference recipe's source (reference/train.py and reference/models/*.py)."""
-    digest = hashlib.sha256()
-    for path in sorted([RECIPE_DIR / "train.py", *(RECIPE_DIR / "models").glob("*.py")]):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
 
 
 def calibration_key(spec: AssignmentSpec, parameters: dict, device: str, torch_version: str, threads: int,
@@ -62,17 +49,20 @@ def calibrate(spec: AssignmentSpec, parameters: dict, data_source: str | None = 
               runs: int | None = None, runs_per_gpu: int | None = None) -> dict:
     """Run the reference solution now, `runs` times, and cache the median times (the `dlgrade calibrate` command).
     On a GPU shared by `runs_per_gpu` runs, the reference runs that many at a time on this process's first GPU, so
-    that it is timed under the same sharing as the students."""
-    from harness.grade import grade_one
+    that it is timed under the same sharing as the students. The reference is graded like a student, with the same
+    backbone and no reference times of its own to compare with."""
+    from reference.backbones import ensure_backbone
 
     if spec.reference_notebook is None:
         raise CalibrationError(f"assignment '{spec.id}' has no [timing] reference_notebook")
     share = runs_per_gpu or 1
     runs = -(-(runs or spec.calibration_runs) // share) * share  # whole rounds: every run shares the GPU alike
 
+    assets = Assets(backbone=ensure_backbone(spec.backbone) if spec.backbone else None)
+
     def run_reference(_):
         return grade_one(spec.reference_notebook, spec, overrides=parameters, data_source=data_source,
-                         threads=threads, timing=False, submission="reference", runs_per_gpu=runs_per_gpu)
+                         threads=threads, submission="reference", runs_per_gpu=runs_per_gpu, assets=assets)
 
     at_a_time = f", {share} at a time on one GPU" if share > 1 else ""
     print(f"calibrating '{spec.id}': timing its reference solution ({runs} runs{at_a_time}; once per runner, then "
@@ -109,9 +99,11 @@ def _median(values) -> float | None:
 
 
 def reference_times(spec: AssignmentSpec, parameters: dict, device: str, torch_version: str, threads: int,
-                    data_source: str | None = None, runs_per_gpu: int | None = None) -> dict:
-    """Cached reference times for these parameters on this runner (and GPU sharing), calibrating on demand."""
+                    data_source: str | None = None, runs_per_gpu: int | None = None,
+                    measure_threads: int | None = None) -> dict:
+    """Cached reference times for these parameters on this runner (kernel `threads`, GPU sharing), calibrating on
+    demand (`measure_threads`: the measuring process's threads while it does)."""
     path = cache_dir() / f"{calibration_key(spec, parameters, device, torch_version, threads, runs_per_gpu)}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    return calibrate(spec, parameters, data_source, threads, runs_per_gpu=runs_per_gpu)
+    return calibrate(spec, parameters, data_source, measure_threads, runs_per_gpu=runs_per_gpu)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,19 +16,29 @@ from pathlib import Path
 import nbformat
 
 from harness import measurer
-from harness.calibrate import CalibrationError, reference_times
 from harness.checks import Evidence, TestCellOutcome, not_graded, run_check
 from harness.data import source_paths, write_notebook_data
 from harness.devices import gpu_info, pick_device
-from harness.errors import BadInput
+from harness.errors import BadInput, MeasureError
 from harness.execute import ExecutionReport, Sandbox, cpu_threads, execute
-from harness.measure import MeasureError
 from harness.preflight import fallback_note
 from harness.prepare import InvalidNotebook, inject_parameters, read_notebook, restore_locked_cells
 from harness.result import SubmissionResult, empty_metrics
-from harness.spec import HARNESS_PARAMETERS, AssignmentSpec, is_test_cell
+from harness.schema import HARNESS_PARAMETERS
+from harness.spec import AssignmentSpec, is_test_cell
 
 MAX_ANSWERS_BYTES = 1024**2
+
+
+@dataclasses.dataclass(frozen=True)
+class Assets:
+    """What grading needs besides the notebook, resolved once per command *above* this pipeline
+    (`harness.assets.prepare_assignment`): the reference solution's times on this runner for the grading parameters
+    (None: not timed, e.g. while calibrating the reference itself) and the pretrained backbone file ([backbone])."""
+
+    reference_times: dict | None = None  # a calibration entry (harness/calibrate.py)
+    timing_problem: str | None = None  # why there are no reference times although the assignment is timed
+    backbone: Path | None = None
 
 
 class NotGraded(BadInput):
@@ -40,12 +51,12 @@ class NotGraded(BadInput):
 
 def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = None, selfcheck: bool = False,
               submission: str | None = None, threads: int | None = None, data_source: str | None = None,
-              timing: bool = True, runs_per_gpu: int | None = None) -> SubmissionResult:
+              runs_per_gpu: int | None = None, assets: Assets = Assets()) -> SubmissionResult:
     """Grade one notebook. `threads`: CPU threads of the measuring process (default: every core this process may
     use; a batch with N workers gives each 1/N); the kernel always runs with `[limits] threads`, so that seeded
     training, and so every verdict, is the same on every runner. `data_source`: directory of a dataset that is not
-    bundled (cifar10); `timing=False` skips the comparison with the reference (used to calibrate the reference);
-    `runs_per_gpu`: how many runs share this run's GPU (a batch's --runs-per-gpu), recorded and matched by the
+    bundled (cifar10); `assets`: the reference times and backbone prepared for this assignment (default: none, so
+    no time ratio; an assignment with a [backbone] needs it); `runs_per_gpu`: how many runs share this run's GPU (a batch's --runs-per-gpu), recorded and matched by the
     reference's calibration."""
     notebook = Path(notebook)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -75,7 +86,7 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
         if dataset:
             write_notebook_data(dataset, box.data_dir, data_source)  # train + val only
             mask += source_paths(dataset, data_source)
-        backbone = provide_backbone(spec, box)
+        backbone = provide_backbone(spec, assets, box)
         if backbone:
             mask.append(backbone.parent)  # the kernel works on its copy; the measurer compares with the original
         measurer.start()  # the first time, its imports and warm-up overlap the run
@@ -106,8 +117,10 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
         if not profile["flops_check_ok"]:
             result.notes.append(f"cross-check mismatch: FlopCounterMode {profile['flops_check']:,} != 2 x fvcore "
                                 f"conv+linear {profile['macs_conv_linear']:,}")
-        if timing and spec.reference_notebook is not None:
-            result.metrics.update(compare_times(spec, parameters, result, threads, data_source))
+        if assets.reference_times is not None:
+            result.metrics.update(time_ratios(result.metrics, assets.reference_times))
+        elif assets.timing_problem:
+            result.notes.append(f"no reference timing: {assets.timing_problem}")
         evidence = Evidence(profile, answers, reference_profile, spec.reference, result.metrics,
                             test_cell_outcomes(report), extras)
         result.checks = [run_check(check, evidence) for check in checks]
@@ -137,19 +150,6 @@ def grading_parameters(spec: AssignmentSpec, overrides: dict, selfcheck: bool) -
         if name in HARNESS_PARAMETERS:
             raise NotGraded("invalid", "bad_parameter", f"parameter '{name}' is set by the harness and cannot be set")
     return {**spec.parameters, **(spec.selfcheck if selfcheck else {}), **overrides}
-
-
-def compare_times(spec: AssignmentSpec, parameters: dict, result: SubmissionResult, threads: int,
-                  data_source: str | None) -> dict:
-    """time_ratio (cells tagged `train`) and exec_ratio (all cells) against the reference on this runner, on the
-    `time_basis` of the device (CPU or wall time)."""
-    try:
-        reference = reference_times(spec, parameters, result.run["device"], result.run["torch"],
-                                    spec.limits.threads, data_source, result.run.get("runs_per_gpu"))
-    except CalibrationError as exc:
-        result.notes.append(f"no reference timing: {exc}")
-        return {}
-    return time_ratios(result.metrics, reference)
 
 
 def time_ratios(metrics: dict, reference: dict) -> dict:
@@ -312,17 +312,15 @@ def _source(report: ExecutionReport, cell) -> str:
 
 # 4 measure -------------------------------------------------------------------------------------------------------
 
-def provide_backbone(spec: AssignmentSpec, box: Sandbox) -> Path | None:
-    """[backbone]: the pretrained backbone (cached, built on first use) copied to the notebook's data_dir."""
+def provide_backbone(spec: AssignmentSpec, assets: Assets, box: Sandbox) -> Path | None:
+    """[backbone]: the prepared backbone file copied to the notebook's data_dir (the original stays masked)."""
     if not spec.backbone:
         return None
-    import shutil
-
-    from reference.backbones import ensure_backbone
-
-    original = ensure_backbone(spec.backbone)
-    shutil.copyfile(original, box.data_dir / "backbone.pt")
-    return original
+    if assets.backbone is None:
+        raise ValueError(f"grade_one: assignment '{spec.id}' has a [backbone] but no prepared assets.backbone "
+                         "(prepare the assignment first: harness.assets.prepare_assignment)")
+    shutil.copyfile(assets.backbone, box.data_dir / "backbone.pt")
+    return assets.backbone
 
 
 def measure(box: Sandbox, spec: AssignmentSpec, dataset: str | None, data_source: str | None, device: str,

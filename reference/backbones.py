@@ -39,7 +39,7 @@ def ensure_backbone(name: str) -> Path:
     recipe's hash: editing reference/train.py or the models makes a new one). Written atomically."""
     import os
 
-    from harness.calibrate import cache_root, recipe_hash
+    from harness.cache import cache_root, recipe_hash
 
     if name not in BACKBONES:
         raise BackboneError(f"unknown backbone '{name}': use one of {', '.join(BACKBONES)}")

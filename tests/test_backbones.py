@@ -95,11 +95,13 @@ head = "linear"
 
 
 def test_the_freeze_check_compares_the_export_with_the_backbone_file_in_the_measuring_process(tiny):
+    from harness.assets import prepare_assignment
     from harness.grade import grade_one
 
     spec, write = tiny(extra_toml=BACKBONE_TOML, input_shape=(3, 32, 32),
                        submit="import harness\nharness.submit(model, torch.randn(2, 3, 32, 32))")
-    frozen, unfrozen = (grade_one(write([cells]), spec, threads=1) for cells in (FROZEN, UNFROZEN))
+    assets = prepare_assignment(spec)  # pretrains the backbone (cached), above the pipeline
+    frozen, unfrozen = (grade_one(write([cells]), spec, threads=1, assets=assets) for cells in (FROZEN, UNFROZEN))
     check = {r.submission: next(c for c in r.checks if c.id == "frozen") for r in (frozen, unfrozen)}
     assert frozen.status == unfrozen.status == "graded"
     ok, changed = check[frozen.submission], check[unfrozen.submission]

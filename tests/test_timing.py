@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from grading.cli import main
-from harness import calibrate as calibration
+from harness import cache
 from harness.calibrate import cache_dir, calibrate, calibration_key
+from harness.assets import prepare_assignment
 from harness.grade import grade_one
 from tests.conftest import MODEL
 
@@ -39,7 +40,8 @@ def timed(tiny, tmp_path, monkeypatch):
 
 def test_time_ratio_compares_train_cpu_with_the_calibrated_reference(timed):
     spec, write = timed
-    result = grade_one(write([MODEL, BURN.format(s=1.0)], tags={1: ["train"]}), spec)
+    result = grade_one(write([MODEL, BURN.format(s=1.0)], tags={1: ["train"]}), spec,
+                       assets=prepare_assignment(spec))
     assert result.status == "graded", result.error
     m = result.metrics
     assert m["time_basis"] == "cpu"
@@ -58,7 +60,8 @@ def test_time_ratio_compares_train_cpu_with_the_calibrated_reference(timed):
 def test_waiting_in_the_train_cell_costs_no_time_ratio_on_cpu(timed):
     """What a neighbour's load does to wall time, sleeping does too: CPU time, which ranks, does not grow."""
     spec, write = timed
-    result = grade_one(write([MODEL, BURN.format(s=0.5) + "\ntime.sleep(1.5)"], tags={1: ["train"]}), spec)
+    result = grade_one(write([MODEL, BURN.format(s=0.5) + "\ntime.sleep(1.5)"], tags={1: ["train"]}), spec,
+                       assets=prepare_assignment(spec))
     m = result.metrics
     assert 0.9 <= m["time_ratio"] <= 1.1
     assert m["train_time_s"] / m["reference_train_time_s"] > 2.0  # the wall-clock ratio
@@ -71,7 +74,8 @@ def test_reference_times_are_calibrated_once_then_read_from_the_cache(timed, cap
     assert "train_time_s" in capsys.readouterr().out
     (entry,) = cache_dir().glob("*.json")
     created = json.loads(entry.read_text())["created"]
-    grade_one(write([MODEL, SLEEP_1], tags={1: ["train"]}), spec)  # uses the cache: no new calibration
+    grade_one(write([MODEL, SLEEP_1], tags={1: ["train"]}), spec,
+              assets=prepare_assignment(spec))  # uses the cache: no new calibration
     assert [p.name for p in cache_dir().glob("*.json")] == [entry.name]
     assert json.loads(entry.read_text())["created"] == created  # other parameters: a new key (test below)
 
@@ -79,7 +83,8 @@ def test_reference_times_are_calibrated_once_then_read_from_the_cache(timed, cap
 def test_training_hidden_in_untagged_cells_is_caught_by_exec_ratio(timed):
     spec, write = timed
     # a tiny tagged cell, the real work in an untagged one (the whole reference costs ~3 s of CPU: imports, export)
-    result = grade_one(write([MODEL, "x = 1", BURN.format(s=4.0)], tags={1: ["train"]}), spec)
+    result = grade_one(write([MODEL, "x = 1", BURN.format(s=4.0)], tags={1: ["train"]}), spec,
+                       assets=prepare_assignment(spec))
     assert result.metrics["time_ratio"] < 0.1
     assert result.metrics["exec_ratio"] > 1.5
     speed = next(c for c in result.checks if c.id == "speed")
@@ -118,8 +123,8 @@ def test_calibration_key_covers_threads_and_the_reference_recipe(timed, tmp_path
     assert calibration_key(spec, {"seed": 0}, "cpu", "2.14.1", threads=1) != key
     assert calibration_key(spec, {"seed": 1}, "cpu", "2.14.1", threads=2) != key
     recipe = tmp_path / "reference"
-    shutil.copytree(calibration.RECIPE_DIR, recipe, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(calibration, "RECIPE_DIR", recipe)
+    shutil.copytree(cache.RECIPE_DIR, recipe, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(cache, "RECIPE_DIR", recipe)
     assert calibration_key(spec, {"seed": 0}, "cpu", "2.14.1", threads=2) == key
     (recipe / "train.py").write_text((recipe / "train.py").read_text().replace('"epochs": 3', '"epochs": 4'))
     assert calibration_key(spec, {"seed": 0}, "cpu", "2.14.1", threads=2) != key
