@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dlgrade-installed
 
-.PHONY: setup test test-fast demo bench gpu-check clean wheelhouse install-offline
+.PHONY: setup test test-fast lint demo bench gpu-check clean wheelhouse install-offline
 
 setup: $(STAMP)
 
@@ -16,10 +16,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name dlgrade --display-name "Python (dlgrade)"
 	touch $(STAMP)
 
-test: setup
+test: setup lint
 	$(PY) -m pytest -q
 
-test-fast: setup
+# ruff: pyflakes (unused imports, undefined names), pycodestyle, import order, bugbear ([tool.ruff] in pyproject.toml)
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test-fast: setup lint
 	$(PY) -m pytest -q -m "not slow"
 
 demo: setup

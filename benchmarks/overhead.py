@@ -21,9 +21,9 @@ from pathlib import Path
 import nbformat
 import torch
 
+from harness import measurer
 from harness.execute import Limits, Sandbox, cpu_threads, execute
 from harness.export import export_model
-from harness import measurer
 from harness.prepare import inject_parameters
 from reference.models import build
 
@@ -112,13 +112,16 @@ def main(n: int = 5) -> None:
           f"{statistics.median(floor_s):.2f} s | | | |")
     print(f"| measure ResNet18 in the grading path (fresh child of the warm measuring zygote) | "
           f"{statistics.median(warm_s):.2f} s | | | <= 3 s |")
-    print("\nBoth helpers of the grading path are zygotes (harness/zygote.py): the notebook runner (papermill imported) "
-          "and the measuring process (torch, fvcore, torch.export warmed up on a tiny model of our own) start once "
-          "per grading thread, overlapping its first notebook, and fork a fresh child per job. So in the grading "
-          "path only the execute row and the last row are on the critical path; a cold process cannot beat the "
+    print("\nBoth helpers of the grading path are zygotes (harness/zygote.py): the notebook runner (papermill "
+          "imported) and the measuring process (torch, fvcore, torch.export warmed up on a tiny model of our own) "
+          "start once per grading thread, overlapping its first notebook, and fork a fresh child per job. So in the "
+          "grading path only the execute row and the last row are on the critical path; a cold process cannot beat the "
           "import floor on this machine.")
-    print(f"\nAll runs (s): harness {[round(x, 2) for x in harness_s]}, nbconvert {[round(x, 2) for x in nbconvert_s]}, "
-          f"cold measure {[round(x, 2) for x in cold_s]}, import floor {[round(x, 2) for x in floor_s]}, zygote-child measure {[round(x, 2) for x in warm_s]}")
+    def rounded(values):
+        return [round(x, 2) for x in values]
+
+    print(f"\nAll runs (s): harness {rounded(harness_s)}, nbconvert {rounded(nbconvert_s)}, cold measure "
+          f"{rounded(cold_s)}, import floor {rounded(floor_s)}, zygote-child measure {rounded(warm_s)}")
 
 
 if __name__ == "__main__":

@@ -175,7 +175,8 @@ def dask_executor(address: str, runs_per_gpu: int | None):
 def check_dask_workers(workers: dict[str, tuple[list[str], dict]]) -> None:
     """Refuse a cluster whose GPU workers are not pinned: address -> (its visible GPUs, its resources).
     A worker seeing several GPUs would run every task on its first; one without a GPU resource would run one task per
-    thread side by side on its GPU unasked (with it, each task takes 1/runs_per_gpu of the GPU, whatever the threads)."""
+    thread side by side on its GPU unasked (with it, each task takes 1/runs_per_gpu of the GPU, whatever the
+    threads)."""
     problems = []
     for address, (gpus, resources) in sorted(workers.items()):
         if len(gpus) > 1:

@@ -19,16 +19,18 @@ EXAMPLES = {
              "\n  dlgrade check my.ipynb --assignment shapes_params --selfcheck -p seed=1 --json result.json",
     "profile": "examples:\n  dlgrade profile reference:resnet18 --json -\n"
                "  dlgrade profile 'reference:resnet18,width=0.5,blocks=(1,1,1,1)'\n"
-               "  dlgrade profile dlgrade_out/model.pt2\n  dlgrade profile mymodels.py:make_model --input-shape 3,32,32",
+               "  dlgrade profile dlgrade_out/model.pt2\n"
+               "  dlgrade profile mymodels.py:make_model --input-shape 3,32,32",
     "demo": "example:\n  dlgrade demo --out demo_out      (then open demo_out/index.html)",
     "backbone": "examples:\n  dlgrade backbone --out backbones/digits32_0to4_resnet18.pt\n"
                 "  dlgrade backbone --out bb.pt --epochs 15 --seed 1",
     "leaderboard": "examples:\n  dlgrade leaderboard graded/results --out graded/leaderboard\n"
                    "  (writes leaderboard.csv, .md, .html and a dated snapshot in history/ when the table changed)",
     "release": "examples:\n  dlgrade release lab1_pytorch_intro --out course\n"
-               "  (then hand out course/release/lab1_pytorch_intro/lab1_pytorch_intro.ipynb; nbgrader works in course/)",
+               "  (then hand out course/release/lab1_pytorch_intro/lab1_pytorch_intro.ipynb;\n"
+               "   nbgrader works in course/)",
     "grade": "examples:\n  dlgrade grade shapes_params submissions/ --out graded --workers 2\n"
-             "  dlgrade grade lab1_pytorch_intro course/submitted --out graded      (an nbgrader course's submissions)\n"
+             "  dlgrade grade lab1_pytorch_intro course/submitted --out graded    (an nbgrader course's submissions)\n"
              "  dlgrade grade lab1_pytorch_intro course/submitted --out graded --scheduler tcp://10.0.0.5:8786\n"
              "  dlgrade grade project1_size_accuracy_time submitted/ --out graded --runs-per-gpu 2   (GPU server)",
     "validate": "examples:\n  dlgrade validate lab1_transfer\n  dlgrade validate path/to/my_assignment      "
@@ -36,7 +38,8 @@ EXAMPLES = {
     "audit": "examples:\n  dlgrade audit lab1_transfer                 (seeds 0-3 x kernel threads 1 and 2)\n"
              "  dlgrade audit path/to/my_assignment --seeds 8 > audit.md\n"
              "  (exit 1 when a verdict flips or its margin is not above its spread: change the assignment)",
-    "calibrate": "examples:\n  dlgrade calibrate lab1_pytorch_intro\n  dlgrade calibrate lab1_pytorch_intro --threads 1 --runs 5\n"
+    "calibrate": "examples:\n  dlgrade calibrate lab1_pytorch_intro\n"
+                 "  dlgrade calibrate lab1_pytorch_intro --threads 1 --runs 5\n"
                  "  dlgrade calibrate project1_size_accuracy_time -p dataset=cifar10 --data-dir ~/data/cifar10",
 }
 

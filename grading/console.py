@@ -41,7 +41,8 @@ def format_result(result: SubmissionResult) -> str:
         lines.append(f"  latency {m['latency_ms']:.3f} ms at batch 1{where}{speed}")
     for name, extra in m.get("models", {}).items():
         lines.append(f"  extra model '{name}': params {_fmt(extra['params'])}, trainable "
-                     f"{_fmt(extra['trainable_params'])}, MACs {_fmt(extra['macs'])}, accuracy {_fmt(extra['accuracy'])}")
+                     f"{_fmt(extra['trainable_params'])}, MACs {_fmt(extra['macs'])}, "
+                     f"accuracy {_fmt(extra['accuracy'])}")
     lines += [textwrap.fill(f"note: {note}", 110, subsequent_indent="  ") for note in result.notes]
     return "\n".join(lines)
 

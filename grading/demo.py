@@ -7,9 +7,9 @@ the paths to open (DIR/index.html links every page). A re-run resumes: recorded 
 from __future__ import annotations
 
 import time
-import tomllib
 from pathlib import Path
 
+import tomllib
 from tabulate import tabulate
 
 from grading.batch import grade_batch
@@ -57,7 +57,7 @@ def run_demo(out: Path, workers: int | None = None) -> int:
     print("\n" + tabulate(rows, headers=["assignment", "examples", "graded", "as expected", "mean score"],
                           tablefmt="simple"))
     print(f"\ndemo finished in {time.monotonic() - started:.0f} s. Open:\n  {index}")
-    for spec, report, board, _ in pages:
+    for _, report, board, _ in pages:
         print(f"  {board.html}\n  {report.feedback_dir}/  {report.grades_csv}")
     return 0 if all_as_expected else 1
 

@@ -25,7 +25,8 @@ from harness.spec import AssignmentSpec
 
 REFERENCE_PARAMS, REFERENCE_MACS = 5.6e6, 2.8e8  # ResNet18-CIFAR (11,173,962 params, ~5.55e8 MACs) at 16 bits
 METRICS = ["architecture", "time_basis", "params", "macs", "accuracy", "train_time_s", "train_cpu_s", "time_ratio",
-           "latency_ms", "weight_bits", "activation_bits", "structured_sparsity", "unstructured_sparsity"]  # from results
+           "latency_ms", "weight_bits", "activation_bits", "structured_sparsity",
+           "unstructured_sparsity"]  # from results
 NUMBERS = METRICS[2:]
 FRONTS = {"params": "pareto_params", "macs": "pareto_macs", "ranked_train_s": "pareto_time"}
 

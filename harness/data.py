@@ -2,8 +2,9 @@
 
 Images are kept as uint8 (N, 3, 32, 32) and normalised on load. The split is fixed and documented:
 
-- digits32 (train mean 0.3049, std 0.3234 per channel): scikit-learn's 1,797 handwritten 8x8 digits (values 0-16), resized bilinearly to 32x32 and repeated
-  to 3 channels. Split stratified by label with `train_test_split(random_state=0)`: test 360, val 180, train 1,257.
+- digits32 (train mean 0.3049, std 0.3234 per channel): scikit-learn's 1,797 handwritten 8x8 digits (values 0-16),
+  resized bilinearly to 32x32 and repeated to 3 channels. Split stratified by label with
+  `train_test_split(random_state=0)`: test 360, val 180, train 1,257.
 - cifar10: torchvision's CIFAR10 in `source_dir` (the directory holding `cifar-10-batches-py`). The official 10,000
   test images are the test split; the 50,000 training images are split 45,000 train / 5,000 val by a fixed
   permutation (seed 0).

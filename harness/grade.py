@@ -56,7 +56,8 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
     use; a batch with N workers gives each 1/N); the kernel always runs with `[limits] threads`, so that seeded
     training, and so every verdict, is the same on every runner. `data_source`: directory of a dataset that is not
     bundled (cifar10); `assets`: the reference times and backbone prepared for this assignment (default: none, so
-    no time ratio; an assignment with a [backbone] needs it); `runs_per_gpu`: how many runs share this run's GPU (a batch's --runs-per-gpu), recorded and matched by the
+    no time ratio; an assignment with a [backbone] needs it); `runs_per_gpu`: how many runs share this run's GPU
+    (a batch's --runs-per-gpu), recorded and matched by the
     reference's calibration."""
     notebook = Path(notebook)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -294,7 +295,8 @@ def _no_submission(report: ExecutionReport) -> NotGraded:
     submit_cell = next((c for c in reversed(report.cells) if c.error and "harness.submit" in _source(report, c)),
                        None)
     if submit_cell is not None and submit_cell.error["ename"] in ("ExportError", "SubmissionError"):
-        return NotGraded("failed", "export_failed", submit_cell.error["evalue"], _student_cell(report, submit_cell.index))
+        return NotGraded("failed", "export_failed", submit_cell.error["evalue"],
+                         _student_cell(report, submit_cell.index))
     first_error = next((c for c in report.cells if c.error), None)
     if first_error is not None:
         return NotGraded("failed", "cell_error",

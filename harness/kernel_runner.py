@@ -28,7 +28,6 @@ from harness import isolation
 from harness.processes import PR_SET_CHILD_SUBREAPER, kill_tree, prctl, tree_cpu_seconds
 from harness.zygote import exit_reason, fork, read_until_eof, serve
 
-
 # Run by the runner in the kernel after every cell of a CUDA run: CUDA works asynchronously, so a cell returns while the
 # GPU still runs what it queued, and without this the wait (wall and CPU: the waiting thread spins) would land in the
 # next cell that synchronizes (an `.item()`, a print of a loss, the submit cell). Every cell, not only those tagged

@@ -6,14 +6,14 @@ format and harness/checks.py for the check kinds).
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import tomllib
+
 from harness.errors import SpecError
 from harness.limits import Limits
-from harness.schema import (  # noqa: F401  (HARNESS_PARAMETERS: read from here by harness/grade.py)
-    HARNESS_PARAMETERS, TABLES, CheckSpec, LeaderboardSpec)
+from harness.schema import HARNESS_PARAMETERS, TABLES, CheckSpec, LeaderboardSpec  # noqa: F401  (HARNESS_PARAMETERS: read from here by harness/grade.py)
 from harness.validate import assignment_problems
 
 ASSIGNMENTS_DIR = Path(__file__).resolve().parent.parent / "assignments"

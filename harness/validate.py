@@ -179,7 +179,8 @@ def _extra_model_problems(names, facts: NotebookFacts) -> list[str]:
     if not isinstance(names, list):
         return []  # its type is reported by the declaration
     problems = [f"[assignment] extra_models: {name!r} is not a short lowercase identifier (e.g. 'scratch')"
-                for name in names if not (isinstance(name, str) and EXTRA_MODEL_NAME.fullmatch(name)) or name == "model"]
+                for name in names
+                if not (isinstance(name, str) and EXTRA_MODEL_NAME.fullmatch(name)) or name == "model"]
     if facts.extra_models is not None:
         problems += [f"[assignment] extra_models: the notebook's harness.submit call does not submit '{name}': pass "
                      f"extra_models={{'{name}': <model>, ...}}" for name in names if name not in facts.extra_models]

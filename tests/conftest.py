@@ -1,4 +1,5 @@
-"""Fixtures: tiny assignments written to tmp_path, graded through the real path (papermill kernel, measuring process)."""
+"""Fixtures: tiny assignments written to tmp_path, graded through the real path (papermill kernel, measuring
+process)."""
 from __future__ import annotations
 
 import textwrap

@@ -39,8 +39,8 @@ def test_a_margin_of_zero_is_fragile():
 def test_signed_margins_point_to_the_passing_side():
     accuracy = CheckResult("acc", True, 1, 1, 0.5, 0.72, "")
     beats = CheckResult("beats", False, 0, 1, 0.6, 0.55, "")
-    timing = CheckResult("t", True, 1, 1, {"time_ratio": 3.0, "exec_ratio": 3.0}, {"time_ratio": 1.2, "exec_ratio": 2.5},
-                         "")
+    timing = CheckResult("t", True, 1, 1, {"time_ratio": 3.0, "exec_ratio": 3.0},
+                         {"time_ratio": 1.2, "exec_ratio": 2.5}, "")
     assert signed_margin("accuracy", accuracy) == pytest.approx(0.22)
     assert signed_margin("beats", beats) == pytest.approx(-0.05)
     assert signed_margin("time_ratio", timing) == pytest.approx(0.5)  # the tighter of the two budgets

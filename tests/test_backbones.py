@@ -5,8 +5,13 @@ import pytest
 import torch
 
 from harness.data import raw_split, source_paths
-from reference.backbones import (TORCHVISION_RESNET18_FILE, BackboneError, load_digits_backbone,
-                                 pretrain_digits_backbone, torchvision_backbone)
+from reference.backbones import (
+    TORCHVISION_RESNET18_FILE,
+    BackboneError,
+    load_digits_backbone,
+    pretrain_digits_backbone,
+    torchvision_backbone,
+)
 from tests.conftest import MODEL
 
 
@@ -137,7 +142,8 @@ def test_extra_models_are_measured_when_declared_and_a_missing_one_fails_only_it
     spec, write = tiny(extra_toml=EXTRA_MODELS_TOML, submit=SUBMIT_EXTRA,
                        assignment_keys='extra_models = ["finetuned", "scratch"]')
     # the undeclared extra model 'other' is written by the kernel but never read by the grader
-    result = grade_one(write([MODEL, "extra = {'other': nn.Sequential(nn.Flatten(), nn.Linear(48, 2))}"]), spec, threads=1)
+    other = "extra = {'other': nn.Sequential(nn.Flatten(), nn.Linear(48, 2))}"
+    result = grade_one(write([MODEL, other]), spec, threads=1)
     checks = {c.id: c for c in result.checks}
     assert result.status == "graded", result.error
     # scratch: Linear(48, 1) + Linear(1, 10) = 49 + 20 parameters, 48 + 10 MACs

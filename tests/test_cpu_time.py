@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -22,7 +21,8 @@ TICK = 0.02  # /proc counts CPU in 10 ms ticks, user and system apart: one tick 
 def test_tree_cpu_seconds_counts_live_and_reaped_children():
     before = tree_cpu_seconds(os.getpid())
     child = subprocess.Popen([sys.executable, "-c", BURN.format(s=0.5) + "print('burnt', flush=True)\n"
-                              "import os, sys; sys.stdin.read(); os._exit(0)"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                              "import os, sys; sys.stdin.read(); os._exit(0)"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert child.stdout.readline() == b"burnt\n"
     alive = tree_cpu_seconds(os.getpid()) - before  # the child waits for its stdin
     child.communicate(b"")

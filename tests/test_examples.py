@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import json
-import tomllib
 
 import pytest
+import tomllib
 
 from grading.cli import main
 from harness.spec import ASSIGNMENTS_DIR
 
 pytestmark = pytest.mark.slow
 
-RESULT_KEYS = ["schema", "assignment", "submission", "status", "error", "score", "max_score", "checks", "metrics", "run"]
+RESULT_KEYS = ["schema", "assignment", "submission", "status", "error", "score", "max_score", "checks", "metrics",
+               "run"]
 CHECK_KEYS = ["id", "passed", "points", "max_points", "expected", "got", "message"]
 METRIC_KEYS = ["params", "trainable_params", "macs", "accuracy", "train_time_s", "time_ratio", "activation_shapes"]
 

@@ -13,7 +13,8 @@ def test_gpu_check_runs_its_cpu_rows_and_skips_the_gpu_rows_by_name():
             for line in run.stdout.splitlines() if line.startswith("| ") and not line.startswith("| row ")}
     skipped = [name for name, cells in rows.items() if cells[-1] == "no GPU: skipped"]
     assert skipped == ["preflight", "calibrate lab1_pytorch_intro", "calibrate lab1_transfer",
-                       "calibrate project1_size_accuracy_time", "shapes_params/correct", "lab1_pytorch_intro/correct", "lab1_transfer/correct",
+                       "calibrate project1_size_accuracy_time", "shapes_params/correct", "lab1_pytorch_intro/correct",
+                       "lab1_transfer/correct",
                        "project1_size_accuracy_time/resnet18_w025", "batch of 4", "project1 width 1",
                        "hostile GPU memory"]
     graded = rows["shapes_params/correct on the CPU"]

@@ -132,9 +132,10 @@ def cases(paths: dict[str, Path], port: int) -> dict[str, tuple[list[str] | str,
                      "import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=3)"],
                     {**full, "note": "raised ConnectionRefusedError"}),
         "patched_checker": ([MODEL.replace("32, 10)", "32, 7)"), "import harness.checks, harness.grade\n"
-                             "harness.checks.run_check = lambda spec, evidence: None  # the grader's checks: elsewhere\n"
+                             "harness.checks.run_check = lambda spec, evidence: None  # the grader's: elsewhere\n"
                              "harness.grade.MEASURED_METRICS = ()"],
-                            {"status": "graded", "score": 0.0, "check": ("output", "expected output shape [10], got [7]")}),
+                            {"status": "graded", "score": 0.0,
+                             "check": ("output", "expected output shape [10], got [7]")}),
         "tampered_locked_cell": (([MODEL], "import harness\nfrom torch import nn\n"
                                            "harness.submit(nn.Linear(3072, 3), torch.randn(2, 3072))"), full),
         "nan_model": ([MODEL, "with torch.no_grad():\n    model[1].bias.fill_(float('nan'))"],
@@ -243,8 +244,9 @@ def test_the_hostile_matrix_in_one_batch(tmp_path, listener):
             assert says in next(c["message"] for c in result["checks"] if c["id"] == check_id), where
     for name in matrix:  # the recorded outcomes, for the log
         r = results[name]
+        why = (r["error"] or {}).get("message") or "; ".join(r["run"]["notes"])
         print(f"{name:<26} {r['status']:<8} {r['score']:>4g}/{r['max_score']:g}  "
-              f"{(r['error'] or {}).get('kind', '-'):<15} {((r['error'] or {}).get('message') or '; '.join(r['run']['notes']))[:110]}")
+              f"{(r['error'] or {}).get('kind', '-'):<15} {why[:110]}")
     assert accepted == []  # no connection from any kernel
     assert tree_digest(*protected) == before  # sources, other students' files and results untouched
     assert _gradebook_grades(spec, report.course)["alice"] == alice_in_gradebook

@@ -15,7 +15,8 @@ from tests.conftest import MODEL, nbgrader_test_cell, notebook
 pytestmark = pytest.mark.slow
 
 SOFTMAX_WARNING = "import torch.nn.functional as F\nF.softmax(torch.ones(2, 3))  # torch warns: implicit dim\n"
-HIDDEN = 'assert answer > 0\n### BEGIN HIDDEN TESTS\nassert answer == 42, "the hidden test wants 42"\n### END HIDDEN TESTS'
+HIDDEN = ('assert answer > 0\n### BEGIN HIDDEN TESTS\nassert answer == 42, "the hidden test wants 42"\n'
+          '### END HIDDEN TESTS')
 
 
 @pytest.fixture

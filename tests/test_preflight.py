@@ -79,7 +79,8 @@ def test_a_gpu_the_sandbox_cannot_use_means_grading_on_the_cpu_with_a_note(tmp_p
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "" and devices.pick_device() == "cpu"
     result = grade_one(ASSIGNMENTS_DIR / "shapes_params" / "submissions" / "correct.ipynb", spec).to_json()
     assert result["run"]["device"] == "cpu" and result["status"] == "graded"
-    assert result["run"]["notes"][0] == ("graded on the CPU: the grader's GPU was not usable from the notebook's sandbox "
+    assert result["run"]["notes"][0] == ("graded on the CPU: the grader's GPU was not usable from the notebook's "
+                                         "sandbox "
                                          f"({reason})")
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from grading.cli import main
 from harness import cache
-from harness.calibrate import cache_dir, calibrate, calibration_key
 from harness.assets import prepare_assignment
+from harness.calibrate import cache_dir, calibrate, calibration_key
 from harness.grade import grade_one
 from tests.conftest import MODEL
 
