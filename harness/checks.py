@@ -257,8 +257,7 @@ def check_answers(spec: CheckSpec, evidence: Evidence) -> CheckResult:
     got = evidence.answers.get(name)
     if got is None:
         return _result(spec, 0.0, expected, None,
-                       f"no answer '{name}' was submitted: set the variable {name} in its cell and re-run the "
-                       "notebook.")
+                       f"no answer '{name}' was submitted: set the variable {name} in its cell, then re-run.")
     if isinstance(expected, dict):
         if not isinstance(got, dict):
             return _result(spec, 0.0, expected, got,
