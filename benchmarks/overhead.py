@@ -4,7 +4,8 @@
    `jupyter nbconvert --to notebook --execute` on the same trivial notebook, interleaved, median of N runs each.
 2. Measure step for ResNet18 (model.pt2 exported by harness.submit's path):
    - cold: a fresh `python -m harness.measure model.pt2` process, imports included;
-   - in the grading path: a fresh child of the measuring zygote (harness.measurer), which imported and warmed up
+   - in the grading path: a fresh child of the measuring zygote (harness.measuring_process), which imported and warmed
+   up
      while the first notebook ran; the time counted is from "model.pt2 is ready" to "profile received".
 Usage: python benchmarks/overhead.py [N]   (output is markdown; `make bench` writes benchmarks/overhead.md)
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 import nbformat
 import torch
 
-from harness import measurer
+from harness import measuring_process
 from harness.execute import Limits, Sandbox, cpu_threads, execute
 from harness.export import export_model
 from harness.prepare import inject_parameters
@@ -75,10 +76,10 @@ def time_import_floor() -> float:
 
 
 def time_prewarmed_measure(pt2: Path, workdir: Path, overlap_s: float = 6.0) -> float:
-    measurer.start()
+    measuring_process.start()
     time.sleep(overlap_s)  # stands for the notebook run that the zygote's imports and warm-up overlap
     started = time.perf_counter()
-    profile = measurer.measure(pt2, (3, 32, 32), 120, threads=cpu_threads(), workdir=workdir)
+    profile = measuring_process.measure(pt2, (3, 32, 32), 120, threads=cpu_threads(), workdir=workdir)
     elapsed = time.perf_counter() - started
     assert profile["params"] == 11173962
     return elapsed

@@ -105,7 +105,7 @@ def grade_task(notebook: bytes, name: str, assignment_root: str, assignment_hash
                 assets = prepare_worker(assignment_root, data_source, runs_per_gpu)
             result = grade_one(path, spec, submission=name, threads=threads or _dask_threads(),
                                data_source=data_source, runs_per_gpu=runs_per_gpu, assets=assets)
-        return {"result": result.to_json(), "executed": result.executed, "notes": result.notes}
+        return {"result": result.to_json(), "executed": result.executed}
     except DlgradeError:
         raise
     except Exception as exc:
@@ -210,7 +210,7 @@ def grade_batch(spec: AssignmentSpec, submissions_dir: Path, out: Path, workers:
     assignment (without either, such results stop the batch before it starts: never two rule sets in one run).
     `workers`: local worker processes, by default one per visible GPU (times `runs_per_gpu`), else 1."""
     from grading import course as nbcourse
-    from grading.export import write_grades_csv
+    from grading.grades_csv import write_grades_csv
 
     started = time.monotonic()
     out = Path(out).resolve()
@@ -325,7 +325,7 @@ def _outcome(future, spec: AssignmentSpec, submission: Submission) -> dict:
 
         message = f"the grading worker failed ({type(exc).__name__}: {str(exc)[:200]}); grade it again"
         result = SubmissionResult.not_graded(spec, submission.student, "crashed", "worker_failed", message)
-        return {"result": result.to_json(), "executed": None, "notes": []}
+        return {"result": result.to_json(), "executed": None}
 
 
 def _progress(total: int, enabled: bool):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import nbformat
 
-from harness import measurer
+from harness import measuring_process
 from harness.checks import Evidence, TestCellOutcome, not_graded, run_check
 from harness.data import source_paths, write_notebook_data
 from harness.devices import gpu_info, pick_device
@@ -89,8 +89,8 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
             mask += source_paths(dataset, data_source)
         backbone = provide_backbone(spec, assets, box)
         if backbone:
-            mask.append(backbone.parent)  # the kernel works on its copy; the measurer compares with the original
-        measurer.start()  # the first time, its imports and warm-up overlap the run
+            mask.append(backbone.parent)  # the kernel works on its copy; the measuring process compares
+        measuring_process.start()  # the first time, its imports and warm-up overlap the run
         report = execute(nb, box, spec.limits, spec.kernel, mask, device)
         if report.peak_gpu_gb is not None:
             result.run["gpu_peak_memory_gb"] = report.peak_gpu_gb
@@ -107,7 +107,7 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
         result.metrics.update(cell_times(report), time_basis=time_basis(result.run["device"]))
         require_complete_run(report)
         answers = collect(box, report)
-        profile = measure(box, spec, dataset, data_source, device, threads, backbone)
+        profile = measure_model(box, spec, dataset, data_source, device, threads, backbone)
         result.metrics.update({key: profile.get(key) for key in MEASURED_METRICS})
         result.notes += profile.get("notes", [])  # e.g. measured on the CPU because the model failed on the GPU
         extras = measure_extra_models(box, spec, dataset, data_source, device, threads, backbone)
@@ -325,12 +325,12 @@ def provide_backbone(spec: AssignmentSpec, assets: Assets, box: Sandbox) -> Path
     return assets.backbone
 
 
-def measure(box: Sandbox, spec: AssignmentSpec, dataset: str | None, data_source: str | None, device: str,
-            threads: int, backbone: Path | None, name: str = "model") -> dict:
+def measure_model(box: Sandbox, spec: AssignmentSpec, dataset: str | None, data_source: str | None, device: str,
+                  threads: int, backbone: Path | None, name: str = "model") -> dict:
     try:
-        return measurer.measure(box.output_dir / f"{name}.pt2", spec.input_shape, spec.limits.measure_timeout_s,
-                                threads=threads, workdir=box.root / "tmp", dataset=dataset, data_source=data_source,
-                                device=device, backbone=backbone)
+        return measuring_process.measure(
+            box.output_dir / f"{name}.pt2", spec.input_shape, spec.limits.measure_timeout_s, threads=threads,
+            workdir=box.root / "tmp", dataset=dataset, data_source=data_source, device=device, backbone=backbone)
     except MeasureError as exc:
         which = "" if name == "model" else f"extra model '{name}': "
         raise NotGraded("failed", "measure_failed", which + str(exc)) from None
@@ -340,7 +340,7 @@ def measure_extra_models(box: Sandbox, spec: AssignmentSpec, dataset: str | None
                          device: str, threads: int, backbone: Path | None) -> dict[str, dict]:
     """name -> profile of each extra model the assignment declares and the notebook submitted (`<name>.pt2`);
     files of other names are never read. A missing one fails only the checks that need it."""
-    return {name: measure(box, spec, dataset, data_source, device, threads, backbone, name)
+    return {name: measure_model(box, spec, dataset, data_source, device, threads, backbone, name)
             for name in spec.extra_models if submitted(box, f"{name}.pt2") is not None}
 
 

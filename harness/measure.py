@@ -1,6 +1,7 @@
 """Measure an exported model: parameters, MACs (fvcore, cross-checked), activation shapes.
 
-The grading path runs `measure_request` in a clean process (`harness.measurer`: a fresh child of a warmed-up zygote)
+The grading path runs `measure_request` in a clean process (`harness.measuring_process`: a fresh child of a warmed-up
+zygote)
 that imports no student code and loads model.pt2 as data. `python -m harness.measure MODEL.pt2 --input-shape C,H,W`
 does the same in a fresh process and prints one JSON object (the profile) on stdout.
 

@@ -1,6 +1,7 @@
 """Held-out accuracy, latency and throughput of an exported model on the grading device (docs/gpu.md).
 
-The measuring child (`harness.measurer`) runs this; the profile keys it adds are `accuracy` (or `accuracy_error`),
+The measuring child (`harness.measuring_process`) runs this; the profile keys it adds are `accuracy` (or
+`accuracy_error`),
 `latency_ms` (batch 1: on a large GPU mostly kernel-launch overhead), `throughput_per_s` (images per second at
 `throughput_batch`, the held-out batch size), `latency_device` (where both were timed) and, when the GPU was given
 up, `notes`.

@@ -1,7 +1,8 @@
 """Zygotes: long-lived helper processes that import once and fork a fresh child for every job.
 
 The grading path starts two helpers per grading thread: the notebook runner (`harness.kernel_runner`, papermill and
-jupyter_client imported) and the measuring process (`harness.measurer`, torch, fvcore and torch.export warmed up).
+jupyter_client imported) and the measuring process (`harness.measuring_process`, torch, fvcore and torch.export warmed
+up).
 Starting them afresh for every submission cost ~1.5 s and ~3.5 s of CPU; a zygote pays that once and forks a child
 per job, so every job still starts from the same clean state and a job's crash never reaches the zygote.
 

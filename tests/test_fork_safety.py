@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from harness import execute as execute_module
-from harness import measurer, zygote
+from harness import measuring_process, zygote
 from harness.execute import RUNNER, Sandbox, execute
 from harness.export import export_model
 from harness.limits import Limits
@@ -119,9 +119,10 @@ def driver_calls(log: Path, what: str = "cuInit") -> list[tuple[int, str]]:
 
 
 def own_zygote(module: str, monkeypatch) -> zygote.Zygote:
-    """A fresh zygote of `module` (started with the fake driver visible) that measurer.measure / execute use."""
+    """A fresh zygote of `module` (started with the fake driver visible) that measuring_process.measure / execute
+    use."""
     helper = zygote.Zygote(module)
-    monkeypatch.setattr(measurer, "shared", lambda name: helper)
+    monkeypatch.setattr(measuring_process, "shared", lambda name: helper)
     monkeypatch.setattr(zygote, "shared", lambda name: helper)
     return helper
 
@@ -140,17 +141,17 @@ def test_the_fake_driver_records_cuinit_of_torch_cuda_is_available(fake_driver, 
 def test_the_measuring_zygote_never_calls_cuinit_its_child_does(driver_log, tmp_path, monkeypatch):
     """The zygote warms up (torch.export, fake tensors) and serves a CPU job and a CUDA job without initialising the
     driver; the child of the CUDA job initialises it, with the GPU the grader was pinned to."""
-    helper = own_zygote(measurer.MODULE, monkeypatch)
+    helper = own_zygote(measuring_process.MODULE, monkeypatch)
     program = export_model(nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)), torch.randn(2, 3, 32, 32))
     torch.export.save(program, tmp_path / "model.pt2")
     try:
-        profile = measurer.measure(tmp_path / "model.pt2", (3, 32, 32), 120, threads=1, workdir=tmp_path,
+        profile = measuring_process.measure(tmp_path / "model.pt2", (3, 32, 32), 120, threads=1, workdir=tmp_path,
                                    dataset="digits32")
         assert (profile["params"], profile["latency_device"]) == (30730, "cpu")
         assert driver_calls(driver_log) == [], f"cuInit called, the measuring zygote is pid {helper.pid}"
         assert helper.pid in [pid for pid, _ in driver_calls(driver_log, "load")]  # it did load the library
         # the fake driver has no device: the child finds out, and measures on the CPU with a note
-        on_cuda = measurer.measure(tmp_path / "model.pt2", (3, 32, 32), 120, threads=1, workdir=tmp_path,
+        on_cuda = measuring_process.measure(tmp_path / "model.pt2", (3, 32, 32), 120, threads=1, workdir=tmp_path,
                                    dataset="digits32", device="cuda")
         assert (on_cuda["accuracy"], on_cuda["latency_device"]) == (profile["accuracy"], "cpu")
         assert on_cuda["notes"][0].startswith("accuracy and latency measured on the CPU: the model could not run on "

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness import measurer, zygote
+from harness import measuring_process, zygote
 from harness.errors import MeasureError
 from harness.execute import RUNNER, Sandbox, execute
 from harness.export import export_model
@@ -30,30 +30,30 @@ def kill_and_wait(pid: int) -> None:
 
 
 def measure(path, tmp_path, timeout_s=60.0):
-    return measurer.measure(path, (3, 4), timeout_s, threads=1, workdir=tmp_path)
+    return measuring_process.measure(path, (3, 4), timeout_s, threads=1, workdir=tmp_path)
 
 
 def test_one_zygote_measures_many_models_each_in_a_fresh_child(model_pt2, tmp_path):
     first = measure(model_pt2, tmp_path)
-    pid = zygote.shared(measurer.MODULE).pid
+    pid = zygote.shared(measuring_process.MODULE).pid
     (tmp_path / "crafted.pt2").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(MeasureError, match="could not be loaded as an exported program"):
         measure(tmp_path / "crafted.pt2", tmp_path)
     with pytest.raises(MeasureError, match=r"the measuring process died \(exit code 1\): FileNotFoundError"):
-        measurer.measure(model_pt2, (3, 4), 60, threads=1, workdir=tmp_path / "missing")
+        measuring_process.measure(model_pt2, (3, 4), 60, threads=1, workdir=tmp_path / "missing")
     with pytest.raises(MeasureError, match="took longer than 0.01 s"):
         measure(model_pt2, tmp_path, timeout_s=0.01)
     assert measure(model_pt2, tmp_path) == first
     assert (first["params"], first["macs"]) == (39, 36)
-    assert zygote.shared(measurer.MODULE).pid == pid  # neither the crash nor the timeout reached the zygote
+    assert zygote.shared(measuring_process.MODULE).pid == pid  # neither the crash nor the timeout reached the zygote
 
 
 def test_a_killed_measuring_zygote_is_started_again(model_pt2, tmp_path):
     measure(model_pt2, tmp_path)
-    old = zygote.shared(measurer.MODULE).pid
+    old = zygote.shared(measuring_process.MODULE).pid
     kill_and_wait(old)
     assert measure(model_pt2, tmp_path)["params"] == 39
-    assert zygote.shared(measurer.MODULE).pid not in (None, old)
+    assert zygote.shared(measuring_process.MODULE).pid not in (None, old)
 
 
 def test_a_killed_runner_zygote_is_started_again_for_the_next_notebook():

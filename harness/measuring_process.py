@@ -1,6 +1,7 @@
 """The clean measuring process of the grading path: a fresh child of a warmed-up zygote (`harness.zygote`) per model.
 
-`python -m harness.measurer` imports torch, fvcore and torch.export's serializer and warms them up on a tiny model of
+`python -m harness.measuring_process` imports torch, fvcore and torch.export's serializer and warms them up on a tiny
+model of
 ours, with one CPU thread and no CUDA, so that no thread pool or device context exists when it forks. For each
 request the child sets the request's thread count, loads model.pt2 as data, measures it
 (`harness.measure.measure_request`) and writes the profile to a pipe of its own; the zygote kills it at the request's
@@ -19,7 +20,7 @@ from pathlib import Path
 from harness.measure import MeasureError
 from harness.zygote import STARTUP_GRACE_S, ZygoteDied, exit_reason, fork, read_until_eof, serve, shared
 
-MODULE = "harness.measurer"
+MODULE = "harness.measuring_process"
 
 
 def measure(model_path: str | Path, input_shape: Sequence[int], timeout_s: float, *, threads: int,
