@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from harness.errors import MeasureError
+from harness.profile import Profile
 
 with warnings.catch_warnings():  # fvcore.nn warns about torch.jit.script on import
     warnings.simplefilter("ignore", FutureWarning)
@@ -176,7 +177,7 @@ def params_by_module(module: nn.Module) -> dict[str, int]:
     return counts
 
 
-def profile_program(ep: torch.export.ExportedProgram, input_shape: Sequence[int] | None = None) -> dict:
+def profile_program(ep: torch.export.ExportedProgram, input_shape: Sequence[int] | None = None) -> Profile:
     """The profile of an exported program (see module docstring and the Profile JSON contract)."""
     shape = tuple(input_shape) if input_shape else program_input_shape(ep)
     torch.manual_seed(0)
@@ -209,14 +210,14 @@ def profile_program(ep: torch.export.ExportedProgram, input_shape: Sequence[int]
     }
 
 
-def profile_module(model: nn.Module, input_shape: Sequence[int]) -> dict:
+def profile_module(model: nn.Module, input_shape: Sequence[int]) -> Profile:
     """Profile an in-memory model through the same export path a submission takes."""
     from harness.export import export_model
 
     return profile_program(export_model(model, torch.zeros(2, *input_shape)), input_shape)
 
 
-def profile_file(path: str, input_shape: Sequence[int] | None = None) -> dict:
+def profile_file(path: str, input_shape: Sequence[int] | None = None) -> Profile:
     return profile_program(load_program(path), input_shape)
 
 
@@ -270,7 +271,7 @@ def compare_with_backbone(ep: torch.export.ExportedProgram, backbone_file: str) 
     return {"unchanged": unchanged, "changed": changed, "replaced": replaced}
 
 
-def measure_request(request: dict) -> dict:
+def measure_request(request: dict) -> Profile:
     """{model, input_shape, [dataset, data_source, device, backbone]} -> profile (+ accuracy and latency_ms with a
     dataset, + `backbone`: the comparison with the pretrained backbone file)."""
     from harness.data import DataError

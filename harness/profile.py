@@ -1,0 +1,38 @@
+"""The profile: what the measuring process returns for one model, as a typed dict (the JSON is a plain object).
+
+Filled by harness/measure.py (structure, size, precision) and harness/measure_device.py (held-out accuracy, latency,
+throughput); read by the check kinds (harness/checks.py) and the result's metrics (harness/grade.py). Keys appear
+only where measured: `accuracy`, `latency_*` and `throughput_*` with a dataset, `backbone` with a [backbone].
+"""
+from __future__ import annotations
+
+from typing import TypedDict
+
+
+class Profile(TypedDict, total=False):
+    params: int  # every parameter of the exported model, buffers excluded
+    trainable_params: int
+    macs: int  # fvcore, batch 1, eval mode
+    macs_conv_linear: int
+    macs_by_module: dict[str, int]
+    unsupported_ops: dict[str, int]  # operators fvcore could not count, with how often they ran
+    flops_check: int  # PyTorch's FlopCounterMode: must be 2 x macs_conv_linear
+    flops_check_ok: bool
+    activation_shapes: dict[str, list[int]]  # submodule -> output shape without the batch dim
+    output_shape: list[int]
+    params_by_module: dict[str, int]
+    module_types: dict[str, str]
+    input_shape: list[int]
+    architecture: str
+    weight_bits: float | None  # parameter-weighted bits per weight
+    activation_bits: int
+    structured_sparsity: float
+    unstructured_sparsity: float
+    accuracy: float  # on the held-out split
+    accuracy_error: str  # why no accuracy was measured
+    latency_ms: float  # batch 1
+    latency_device: str  # where latency and throughput were timed ("cpu" after a fallback)
+    throughput_per_s: float  # examples per second at throughput_batch
+    throughput_batch: int
+    backbone: dict  # the comparison with the pretrained backbone file
+    notes: list[str]  # what the grader should tell the student (e.g. measured on the CPU, and why)
