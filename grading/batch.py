@@ -218,7 +218,6 @@ def grade_batch(spec: AssignmentSpec, submissions_dir: Path, out: Path, workers:
         worker_gpus(workers, runs_per_gpu, visible_gpus())  # refuses too many workers before anything runs
         prepare_device(spec)  # a kernel in the sandbox can use the GPUs, else the CPU loudly, or refuse
     gpus = [] if scheduler else worker_gpus(workers, runs_per_gpu, visible_gpus())
-    share = (runs_per_gpu or 1) if scheduler or any(gpus) else None
     submissions = find_submissions(spec, submissions_dir)
     results_dir, feedback_dir = out / "results", out / "feedback"
     recorded = {s.student: recorded_result(results_dir, s) for s in submissions}
@@ -247,7 +246,7 @@ def grade_batch(spec: AssignmentSpec, submissions_dir: Path, out: Path, workers:
     bar = _progress(len(todo), progress)
     try:
         futures = {executor.submit(grade_task, s.path.read_bytes(), s.student, str(spec.root), spec.hash, threads,
-                                   data_source, share, assets): s for s in todo}
+                                   data_source, runs_per_gpu, assets): s for s in todo}
         for future in concurrent.futures.as_completed(futures):
             submission = futures[future]
             outcome = _outcome(future, spec, submission)

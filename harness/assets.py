@@ -12,7 +12,7 @@ for a calibration or a pretraining in the middle of its grading.
 from __future__ import annotations
 
 from harness.calibrate import CalibrationError, reference_times
-from harness.devices import pick_device
+from harness.devices import gpu_sharing, pick_device
 from harness.grade import Assets, NotGraded, device_name, grading_parameters, torch_version
 from harness.spec import AssignmentSpec
 
@@ -34,7 +34,7 @@ def prepare_assignment(spec: AssignmentSpec, overrides: dict | None = None, self
     except NotGraded:
         return Assets(backbone=backbone)
     device = pick_device()
-    sharing = (runs_per_gpu or 1) if device == "cuda" else None
+    sharing = gpu_sharing(device, runs_per_gpu)
     try:
         times = reference_times(spec, parameters, device_name(device), torch_version(), spec.limits.threads,
                                 data_source, sharing, threads)

@@ -80,19 +80,27 @@ def pick_device() -> str:
     return "cuda" if visible_gpus() else "cpu"
 
 
+def nvml_handle(entry: str):
+    """NVML's handle of a GPU named as `CUDA_VISIBLE_DEVICES` names it: an index is the physical index, a UUID
+    (GPU-…, MIG-…) is looked up. Raises NVMLError; needs a driver (`_nvml()` not None)."""
+    nvml = _nvml()
+    return nvml.nvmlDeviceGetHandleByIndex(int(entry)) if entry.isdigit() else nvml.nvmlDeviceGetHandleByUUID(entry)
+
+
+def gpu_sharing(device: str, runs_per_gpu: int | None) -> int | None:
+    """How many runs share a run's GPU (recorded as run.runs_per_gpu, part of the calibration key); None on the CPU."""
+    return (runs_per_gpu or 1) if device == "cuda" else None
+
+
 def gpu_info(entry: str | None = None) -> GpuInfo | None:
-    """NVML's description of a visible GPU (the first one by default): an index is taken as the physical index when
-    `CUDA_VISIBLE_DEVICES` is unset, else looked up through it; a UUID (GPU-…, MIG-…) directly."""
+    """NVML's description of a visible GPU (the first one by default)."""
     nvml = _nvml()
     visible = visible_gpus()
     if nvml is None or not visible:
         return None
     entry = entry if entry is not None else visible[0]
     try:
-        if entry.isdigit():
-            handle = nvml.nvmlDeviceGetHandleByIndex(int(entry))
-        else:
-            handle = nvml.nvmlDeviceGetHandleByUUID(entry)
+        handle = nvml_handle(entry)
         name = nvml.nvmlDeviceGetName(handle)
         cuda = nvml.nvmlSystemGetCudaDriverVersion_v2()
         return GpuInfo(name=name if isinstance(name, str) else name.decode(),

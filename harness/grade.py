@@ -18,7 +18,7 @@ import nbformat
 from harness import measuring_process
 from harness.checks import Evidence, TestCellOutcome, not_graded, run_check
 from harness.data import source_paths, write_notebook_data
-from harness.devices import gpu_info, pick_device
+from harness.devices import gpu_info, gpu_sharing, pick_device
 from harness.errors import BadInput, MeasureError
 from harness.execute import ExecutionReport, Sandbox, cpu_threads, execute
 from harness.preflight import fallback_note
@@ -74,7 +74,7 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
         result.run.update(device=device_name(device), torch=torch_version(), threads=spec.limits.threads,
                           measure_threads=threads)
         if device == "cuda":
-            result.run["runs_per_gpu"] = runs_per_gpu or 1
+            result.run["runs_per_gpu"] = gpu_sharing(device, runs_per_gpu)
             info = gpu_info()  # NVML: name, uuid, memory, driver, CUDA driver version
             result.run["gpu"] = dataclasses.asdict(info) if info else None
         if fallback_note():

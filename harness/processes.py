@@ -96,9 +96,7 @@ def gpu_memory_by_pid() -> dict[int, int]:
         return usage
     for entry in devices.visible_gpus():
         try:
-            handle = (nvml.nvmlDeviceGetHandleByIndex(int(entry)) if entry.isdigit()
-                      else nvml.nvmlDeviceGetHandleByUUID(entry))
-            processes = nvml.nvmlDeviceGetComputeRunningProcesses(handle)  # the _v3 call in nvidia-ml-py
+            processes = nvml.nvmlDeviceGetComputeRunningProcesses(devices.nvml_handle(entry))  # the _v3 call
         except nvml.NVMLError:
             continue
         for proc in processes:
