@@ -21,7 +21,9 @@ class ExportError(BadInput):
 
 
 def example_batch(example_input: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The example input as a CPU batch of `dtype` with at least MIN_EXPORT_BATCH rows."""
+    """The example input as a CPU batch of `dtype` with exactly MIN_EXPORT_BATCH rows, in storage of its own: the
+    exported program keeps its example input, and `torch.save` writes a view's whole storage (a slice of the
+    training set would carry the whole training set into model.pt2)."""
     if not isinstance(example_input, torch.Tensor):
         raise ExportError(
             f"example_input must be a torch.Tensor of shape (N, C, H, W), got {type(example_input).__name__}: "
@@ -35,7 +37,7 @@ def example_batch(example_input: torch.Tensor, dtype: torch.dtype = torch.float3
     x = example_input.detach().to("cpu", dtype).contiguous()
     if x.shape[0] < MIN_EXPORT_BATCH:
         x = x[:1].expand(MIN_EXPORT_BATCH, *x.shape[1:]).contiguous()
-    return x[:MIN_EXPORT_BATCH]
+    return x[:MIN_EXPORT_BATCH].clone()
 
 
 def export_model(model: nn.Module, example_input: torch.Tensor) -> torch.export.ExportedProgram:
