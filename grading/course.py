@@ -77,9 +77,16 @@ def insert_check_cells(nb: nbformat.NotebookNode, spec: AssignmentSpec) -> None:
     nb.cells[at:at] = check_cells(spec)
 
 
+def kernelspec(spec: AssignmentSpec) -> dict:
+    """The Jupyter kernel a released notebook names: the one the grader runs it with (`[assignment] kernel`, default
+    "dlgrade", installed by `make` as "Python (dlgrade)"), whatever the source notebook was last saved with."""
+    return {"display_name": f"Python ({spec.kernel})", "language": "python", "name": spec.kernel}
+
+
 def course_notebook(spec: AssignmentSpec) -> nbformat.NotebookNode:
-    """The assignment's source notebook + its check cells."""
+    """The assignment's source notebook + its check cells, naming the grader's kernel."""
     nb = nbformat.read(spec.notebook, as_version=4)
+    nb.metadata["kernelspec"] = kernelspec(spec)
     insert_check_cells(nb, spec)
     return nb
 
