@@ -16,6 +16,7 @@ from pathlib import Path
 import nbformat
 
 from harness import measuring_process
+from harness.cell_messages import cell_error_notes, cell_text, error_text, student_cell
 from harness.checks import Evidence, TestCellOutcome, not_graded, run_check
 from harness.data import source_paths, write_notebook_data
 from harness.devices import gpu_info, gpu_sharing, pick_device
@@ -100,7 +101,7 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
             result.notes.append(f"held-out data and assignment files were not hidden from the kernel "
                                 f"({report.sandbox['mounts']}); see docs/security.md")
         if report.output_truncated_cell is not None:
-            result.notes.append(f"{_cell_text(report, report.output_truncated_cell)} printed more than the "
+            result.notes.append(f"{cell_text(report, report.output_truncated_cell)} printed more than the "
                                 f"{spec.limits.max_output_mb:g} MB of output the grader keeps: later outputs were "
                                 "dropped (print less, e.g. once per epoch)")
         result.notes += cell_error_notes(report)
@@ -192,28 +193,18 @@ def prepare(notebook: Path, spec: AssignmentSpec, parameters: dict, box: Sandbox
 
 # 2 execute: harness.execute --------------------------------------------------------------------------------------
 
-def _student_cell(report: ExecutionReport, index: int) -> int:
-    """Index in the submitted notebook: papermill inserted one `injected-parameters` cell."""
-    injected = next((c.index for c in report.cells if "injected-parameters" in c.tags), None)
-    return index - 1 if injected is not None and index > injected else index
-
-
-def _cell_text(report: ExecutionReport, index: int) -> str:
-    return f"cell {_student_cell(report, index) + 1}"
-
-
 def require_complete_run(report: ExecutionReport) -> None:
     """Every code cell must have executed; the run must not have asked to stop."""
     # exit() makes ipykernel shut down after the cell: the exit, not the dead kernel, is the cause
     stopped = next((c for c in report.cells if c.exit_requested), None)
     if stopped is not None:
         raise NotGraded("failed", "stopped_early",
-                        f"{_cell_text(report, stopped.index)} calls sys.exit()/exit(): the notebook stopped early. "
+                        f"{cell_text(report, stopped.index)} calls sys.exit()/exit(): the notebook stopped early. "
                         "Remove it: the grader runs every cell and grades the whole notebook.",
-                        _student_cell(report, stopped.index))
+                        student_cell(report, stopped.index))
     running = next((c.index for c in report.cells if c.state == "interrupted"), None)
-    where = f" (while running {_cell_text(report, running)})" if running is not None else ""
-    cell = _student_cell(report, running) if running is not None else None
+    where = f" (while running {cell_text(report, running)})" if running is not None else ""
+    cell = student_cell(report, running) if running is not None else None
     if report.outcome in ("timeout", "cell_timeout"):
         raise NotGraded("timeout", report.outcome, report.message + where + ": make it faster or train less "
                         "with the grading parameters", cell)
@@ -229,13 +220,8 @@ def require_complete_run(report: ExecutionReport) -> None:
         raise NotGraded("crashed", report.outcome, report.message)
     not_run = [c for c in report.cells if c.state != "executed"]
     if not_run:
-        raise NotGraded("failed", "stopped_early", f"{_cell_text(report, not_run[0].index)} did not run",
-                        _student_cell(report, not_run[0].index))
-
-
-def cell_error_notes(report: ExecutionReport) -> list[str]:
-    return [f"{_cell_text(report, c.index)} raised {c.error['ename']}: {c.error['evalue'][:200]}"
-            for c in report.cells if c.error and c.error["ename"] != "SystemExit"]
+        raise NotGraded("failed", "stopped_early", f"{cell_text(report, not_run[0].index)} did not run",
+                        student_cell(report, not_run[0].index))
 
 
 def test_cell_outcomes(report: ExecutionReport) -> dict[str, TestCellOutcome]:
@@ -296,13 +282,13 @@ def _no_submission(report: ExecutionReport) -> NotGraded:
                        None)
     if submit_cell is not None and submit_cell.error["ename"] in ("ExportError", "SubmissionError"):
         return NotGraded("failed", "export_failed", submit_cell.error["evalue"],
-                         _student_cell(report, submit_cell.index))
+                         student_cell(report, submit_cell.index))
     first_error = next((c for c in report.cells if c.error), None)
     if first_error is not None:
         return NotGraded("failed", "cell_error",
-                         f"{_cell_text(report, first_error.index)} raised {first_error.error['ename']}: "
-                         f"{first_error.error['evalue'][:300]} - so no model was submitted. Fix that cell, "
-                         "restart the kernel and run all cells.", _student_cell(report, first_error.index))
+                         f"{cell_text(report, first_error.index)} raised {error_text(first_error.error)} - so no "
+                         "model was submitted. Fix that cell, restart the kernel and run all cells.",
+                         student_cell(report, first_error.index))
     return NotGraded("failed", "no_submission",
                      "the notebook never called harness.submit(model, example_input): keep the assignment's last "
                      "(locked) cell, which submits your model.")

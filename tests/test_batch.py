@@ -101,7 +101,7 @@ def test_local_workers_and_a_dask_cluster_record_the_same_results(course_assignm
     assert [(r["student"], r["status"], r["test_model"], r["total"]) for r in rows] == [
         ("ada", "graded", "2.0", "5.0"), ("bob", "graded", "0.0", "0.0"), ("cy", "failed", "0.0", "0.0"),
         ("dee", "failed", "2.0", "2.0")]
-    assert rows[2]["error"].startswith("cell 2 raised RuntimeError: unfinished")
+    assert rows[2]["error"].startswith('cell 2 ("import torch") raised RuntimeError: unfinished')
 
     page = (local.feedback_dir / "bob.html").read_text()
     params = next(c for c in json.loads((local.results_dir / "bob.json").read_text())["checks"] if c["id"] == "params")

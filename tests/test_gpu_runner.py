@@ -202,7 +202,8 @@ def test_a_run_over_its_gpu_memory_limit_is_crashed_with_a_message_the_student_c
     assert (result.status, result.error["kind"], result.error["cell"]) == ("crashed", "gpu_memory_limit", 2)
     assert result.error["message"] == (
         "the notebook used 3.00 GB of GPU memory, over the limit of 2 GB (as the driver counts it: tensors, "
-        "PyTorch's cached blocks and the CUDA context) (while running cell 3): use smaller batches or a smaller "
+        "PyTorch's cached blocks and the CUDA context) (while running cell 3 (\"import os, time\")): use smaller "
+        "batches or a smaller "
         "model, and keep no tensors you no longer need (e.g. keep loss.item(), not loss)")
     assert result.run["gpu_peak_memory_gb"] == 3.0
     assert result.score == 0

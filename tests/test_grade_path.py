@@ -30,7 +30,8 @@ def test_crash_before_the_model_names_the_cell(tiny):
     assert result.status == "failed"
     assert result.error["kind"] == "cell_error"
     assert result.error["cell"] == 1
-    assert result.error["message"].startswith("cell 2 raised NameError: name 'undefined_name' is not defined")
+    assert result.error["message"].startswith(
+        'cell 2 ("import torch") raised NameError: name \'undefined_name\' is not defined')
 
 
 def test_deleted_submit_cell_is_no_submission(tiny):
