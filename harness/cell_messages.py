@@ -12,7 +12,8 @@ from harness.execute import ExecutionReport
 
 FIRST_LINE_CHARS = 50
 ERROR_CHARS = 300
-OUR_ERRORS = ("ExportError", "SubmissionError")  # harness.submit's messages are written to be read whole
+# harness.submit's own errors: no model was written, so each becomes the result's error (export_failed), whole
+OUR_ERRORS = ("ExportError", "SubmissionError")
 
 # What torch raises when a notebook calls .cuda() (or device="cuda") on a runner without a usable GPU.
 NO_GPU = re.compile(r"Found no NVIDIA driver|Torch not compiled with CUDA enabled|No CUDA GPUs are available|"
@@ -55,17 +56,16 @@ def shorten(text: str, limit: int = ERROR_CHARS) -> str:
 
 
 def error_text(error: dict) -> str:
-    """`ename: evalue`, shortened unless it is one of harness.submit's own messages, with a hint where we know the
-    fix."""
-    value = error["evalue"] if error["ename"] in OUR_ERRORS else shorten(error["evalue"])
-    text = f"{error['ename']}: {value}".rstrip(": ")
+    """`ename: evalue`, shortened, with a hint where we know the fix."""
+    text = f"{error['ename']}: {shorten(error['evalue'])}".rstrip(": ")
     return f"{text}. {NO_GPU_HINT}" if NO_GPU.search(error["evalue"]) else text
 
 
 def cell_error_notes(report: ExecutionReport) -> list[str]:
     """One note per failing cell, except NameErrors after the first failure: they are almost always the names that
-    the failing cell never defined, and listing each drowns the error to fix. They become one line."""
-    failing = [c for c in report.cells if c.error and c.error["ename"] != "SystemExit"]
+    the failing cell never defined, and listing each drowns the error to fix. They become one line. harness.submit's
+    own errors are the result's error, not repeated as a note."""
+    failing = [c for c in report.cells if c.error and c.error["ename"] not in ("SystemExit", *OUR_ERRORS)]
     if not failing:
         return []
     first = failing[0]

@@ -37,3 +37,26 @@ def test_a_long_error_is_cut_at_a_sentence_never_inside_a_word():
     cut = shorten(words, 50)
     assert cut == "word " * 9 + "word …"
     assert shorten("short: kept whole", 100) == "short: kept whole"
+
+
+BRANCHY_MODEL = """\
+import torch
+from torch import nn
+class Branchy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3 * 4 * 4, 10)
+    def forward(self, x):
+        return self.fc(x.flatten(1)) if x.sum() > 0 else -self.fc(x.flatten(1))
+model = Branchy()
+"""
+
+
+def test_an_export_failure_is_the_error_whole_and_not_repeated_as_a_cut_note(tiny):
+    spec, write = tiny()
+    result = grade_one(write([BRANCHY_MODEL]), spec)
+    assert (result.status, result.error["kind"]) == ("failed", "export_failed")
+    assert result.error["message"].startswith("torch.export could not capture your model (")
+    assert result.error["message"].endswith("use torch.where(...) for element-wise choices, or decide the branch "
+                                            "from shapes/attributes.")
+    assert not [note for note in result.notes if "ExportError" in note]
