@@ -39,8 +39,10 @@ c.CourseDirectory.db_url = "sqlite:///{db}"
 c.ExecutePreprocessor.timeout = {timeout}
 c.Execute.timeout = {timeout}
 '''
-CHECK_CELL = ("# Checked by the grader outside this notebook ({points:g} point{plural}): `{id}` ({kind}{options}).\n"
-              "# Nothing to do in this cell; `dlgrade check --selfcheck` shows the result.")
+CHECK_CELL = "# Checked by the grader outside this notebook ({points:g} point{plural}): `{id}` ({kind}{options}).\n"
+SHOWN = "# Nothing to do in this cell; `dlgrade check --selfcheck` shows this check's result."
+HIDDEN = ("# Hidden check: `dlgrade check --selfcheck` leaves it out. Only your instructor's grading runs it; your\n"
+          "# feedback says whether it passed. Nothing to do in this cell.")
 
 
 class CourseError(BadInput):
@@ -49,15 +51,19 @@ class CourseError(BadInput):
 
 def check_cells(spec: AssignmentSpec) -> list[nbformat.NotebookNode]:
     """One locked, autograded code cell per harness check (grade_id = the check's id)."""
+    hidden = [c for c in spec.harness_checks if c.hidden]
+    which = "the hidden one" if len(hidden) == 1 else f"the {len(hidden)} hidden ones"
+    selfcheck = "`dlgrade check --selfcheck` shows the result of each one" + (
+        f" except {which} (said so in the cell), which only your instructor's grading runs." if hidden else ".")
     cells = [nbformat.v4.new_markdown_cell(
         "## Checks made by the grader\nThe cells below stand for the checks the grader makes on your exported model "
-        "(in a separate process, on data this notebook never sees). Their points count in your grade.",
+        f"(in a separate process, on data this notebook never sees). Their points count in your grade. {selfcheck}",
         metadata={"nbgrader": _meta("dlgrade_checks_intro", grade=False)})]
     for check in spec.harness_checks:
         options = "".join(f", {k} = {v}" for k, v in check.options.items()
                           if k in ("model", "baseline", "threshold", "budget", "rel_tol"))
         source = CHECK_CELL.format(points=check.points, plural="" if check.points == 1 else "s", id=check.id,
-                                   kind=check.kind, options=options)
+                                   kind=check.kind, options=options) + (HIDDEN if check.hidden else SHOWN)
         cells.append(nbformat.v4.new_code_cell(source, metadata={"nbgrader": _meta(check.id, points=check.points)}))
     return cells
 
