@@ -243,7 +243,19 @@ def check_table(spec: AssignmentSpec, result: dict) -> Markup:
                  "" if secret else c["message"]]
         rows.append({"css": "pass" if c["passed"] else "fail", "cells": [text(v) for v in cells]})
     error = result.get("error")
+    manual = hand_graded_cells(spec)
+    by_hand = {"points": f"{sum(manual.values()):g}", "cells": ", ".join(manual),
+               "total": f"{result['max_score'] + sum(manual.values()):g}"} if manual else None
     return render("check_table.html.j2", assignment=text(result["assignment"]), submission=text(result["submission"]),
                   status=text(result["status"]), score=f"{result['score']:g} / {result['max_score']:g}",
                   error={"kind": text(error["kind"]), "message": text(error["message"])} if error else None,
-                  notes=[text(note) for note in result["run"].get("notes", [])], rows=rows)
+                  notes=[text(note) for note in result["run"].get("notes", [])], rows=rows, by_hand=by_hand)
+
+
+def hand_graded_cells(spec: AssignmentSpec) -> dict[str, float]:
+    """grade_id -> points of the source notebook's cells graded by hand in nbgrader's formgrader (written answers,
+    free-response code, tasks): part of the assignment's total, never of the grader's score."""
+    cells = nbformat.read(spec.notebook, as_version=4).cells
+    return {meta["grade_id"]: float(meta.get("points", 0)) for cell in cells
+            if (meta := cell.metadata.get("nbgrader", {})).get("grade_id")
+            and ((meta.get("grade") and (meta.get("solution") or cell.cell_type == "markdown")) or meta.get("task"))}

@@ -43,6 +43,11 @@ def hidden_tests_assignment(tiny):
     return load_spec(spec.root)
 
 
+REPORT = nbformat.v4.new_markdown_cell("My report", metadata={"nbgrader": {
+    "grade": True, "grade_id": "report", "locked": False, "points": 2, "schema_version": 3, "solution": True,
+    "task": False}})
+
+
 def executed_notebook() -> nbformat.NotebookNode:
     """What a run of a hostile submission gives back: papermill's parameters cell, a cell that displayed HTML and
     JavaScript and printed sandbox paths, a Markdown cell with a script, the test cell failing on its hidden test."""
@@ -151,6 +156,33 @@ def test_the_check_table_shows_what_the_run_reported_as_text(hidden_tests_assign
     assert "<td>&lt;img src=x onerror=&#34;window.pwned = 6&#34;&gt; in &lt;sandbox&gt;/work</td>" in table
     assert "<td>{&#34;&lt;/td&gt;&#34;: 1}</td>" in table
     assert '<ul class="dlgrade-notes"><li>&lt;script&gt;window.pwned = 7&lt;/script&gt;</li></ul>' in table
+
+
+def test_the_page_says_why_nbgraders_total_is_larger_than_the_automatic_score(hidden_tests_assignment, tmp_path):
+    """A 2-point written report, not graded yet: the check table's 5 / 5 and nbgrader's 5.0 / 7.0 side by side."""
+    spec = hidden_tests_assignment
+    source = nbformat.read(spec.notebook, as_version=4)
+    source.cells.insert(-1, REPORT)
+    nbformat.write(source, spec.notebook)
+    spec = load_spec(spec.root)
+    course, executed = tmp_path / "course", executed_notebook()
+    executed.cells.insert(-1, REPORT)
+    nbcourse.release(spec, course)
+    result = result_of(spec, "ada", passed=True)
+    nbcourse.record(spec, course, "ada", result, executed)
+    page = nbcourse.feedback(spec, course, "ada", result, tmp_path / "ada.html").read_text()
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", page))
+    assert ("Status graded, score 5 / 5: the points graded automatically, by the notebook's test cells and the "
+            "grader's checks (the rows below). The assignment is out of 7: nbgrader's score under this table also "
+            "counts the 2 points of the answers graded by hand (report), which count once your instructor has graded "
+            "them (0 until then).") in text
+    assert "tiny (Score: 5.0 / 7.0)" in text  # nbgrader's heading, under the table
+
+
+def test_without_hand_graded_cells_the_page_says_nothing_of_them(page):
+    assert "score <b>3 / 5</b>: the points graded automatically" in page
+    assert "graded by hand" not in page and "dlgrade-by-hand" not in page
+    assert "(Score: 3.0 / 5.0)" in page
 
 
 def test_graded_cells_are_listed_by_their_check_ids(page):
