@@ -10,16 +10,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from harness.check_messages import shape_problems
+from harness.model_audit import warnings_for, with_warnings
 from harness.options import Option
 from harness.schema import CheckSpec
-
-LAYER_HINTS = {
-    "Conv2d": "check kernel_size, stride and padding: output = (W - F + 2P) / S + 1 ('same' keeps W, 'valid' is P=0)",
-    "MaxPool2d": "check kernel_size and stride of the pooling",
-    "AvgPool2d": "check kernel_size and stride of the pooling",
-    "Linear": "check in_features/out_features",
-    "Flatten": "check the shape that reaches the flatten (C * H * W)",
-}
 
 
 @dataclass
@@ -138,8 +132,8 @@ def _count_check(key: str, noun: str, default_advice: str):
         if math.isclose(got, expected, rel_tol=rel_tol, abs_tol=0):
             return _result(spec, 1.0, expected, got, f"{noun}: {got:,} as expected.")
         within = f" (allowed: ±{rel_tol:.0%})" if rel_tol else ""
-        return _result(spec, 0.0, expected, got,
-                       f"expected {expected:,} {noun}{within}, got {got:,} ({got - expected:+,}): {default_advice}.")
+        message = f"expected {expected:,} {noun}{within}, got {got:,} ({got - expected:+,}): {default_advice}."
+        return _result(spec, 0.0, expected, got, with_warnings(message, warnings_for(key, evidence.profile)))
 
     return check
 
@@ -155,19 +149,6 @@ check_kind("macs", *COUNT_OPTIONS)(_count_check(
     "macs", "MACs", "a conv layer costs F*F*C_in*C_out*H_out*W_out; check sizes and strides"))
 
 
-def _shape_problems(expected: dict, got: dict, module_types: dict) -> list[str]:
-    """One line per wrong module; only the first wrong one gets a layer hint, later ones may just follow from it."""
-    problems = []
-    for name, shape in expected.items():
-        if name not in got:
-            problems.append(f"{name}: no module named '{name}' in your model (define self.{name} in __init__ "
-                            "and use it in forward)")
-        elif list(got[name]) != list(shape):
-            hint = "" if problems else LAYER_HINTS.get(module_types.get(name, ""), "")
-            problems.append(f"{name}: expected {list(shape)}, got {list(got[name])}" + (f" ({hint})" if hint else ""))
-    return problems
-
-
 @check_kind("activation_shapes",
             Option("expected", (dict[str, list[int]], "reference"), default="reference",
                    doc="{module = [C, H, W], ...}, or measured on the reference model"),
@@ -178,7 +159,7 @@ def check_activation_shapes(spec: CheckSpec, evidence: Evidence) -> CheckResult:
     expected = {name: expected_all[name] for name in modules}
     got_all = evidence.profile["activation_shapes"]
     got = {name: got_all.get(name) for name in modules}
-    problems = _shape_problems(expected, got_all, evidence.profile.get("module_types", {}))
+    problems = shape_problems(expected, got_all, evidence.profile.get("module_types", {}))
     if not problems:
         return _result(spec, 1.0, expected, got, f"all {len(modules)} activation shapes match.")
     fraction = 1 - len(problems) / len(modules)
@@ -293,9 +274,9 @@ def check_accuracy(spec: CheckSpec, evidence: Evidence) -> CheckResult:
         return _result(spec, 0.0, threshold, None, _no_accuracy(evidence.profile))
     if got >= threshold:
         return _result(spec, 1.0, threshold, got, f"accuracy on the held-out split {got:.2%} >= {threshold:.2%}.")
-    return _result(spec, 0.0, threshold, got,
-                   f"accuracy on the held-out split {got:.2%}, below the required {threshold:.2%}: train longer or "
-                   "with a better learning rate, and check the validation accuracy your notebook prints.")
+    message = (f"accuracy on the held-out split {got:.2%}, below the required {threshold:.2%}: train longer or "
+               "with a better learning rate, and check the validation accuracy your notebook prints.")
+    return _result(spec, 0.0, threshold, got, with_warnings(message, warnings_for("accuracy", evidence.profile)))
 
 
 @check_kind("beats", Option("baseline", str, required=True, doc="the extra model to beat (same architecture)"),

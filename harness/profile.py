@@ -9,6 +9,16 @@ from __future__ import annotations
 from typing import TypedDict
 
 
+class TrainModeOp(TypedDict):
+    """An operation exported in training mode, and where it came from."""
+
+    op: str  # "batch_norm", "dropout", or the ATen op's name for another op with a training flag
+    module: str  # the innermost registered module whose forward ran it ("" for the model itself)
+    module_type: str  # its class name
+    unregistered: bool  # run by a torch.nn layer that is not registered (kept in a plain list or dict)
+    code: str  # the student's source line that called it (from the export's stack trace; may be "")
+
+
 class Profile(TypedDict, total=False):
     params: int  # every parameter of the exported model, buffers excluded
     trainable_params: int
@@ -28,6 +38,10 @@ class Profile(TypedDict, total=False):
     activation_bits: int
     structured_sparsity: float
     unstructured_sparsity: float
+    # harness/model_audit.py: what an unregistered submodule (kept in a plain list or dict) leaves in the export
+    constant_weights: int  # floating tensor constants fed to a layer op (conv, linear, norm...): weights that are
+    constant_weight_values: int  # not parameters, and their total number of values
+    train_mode_ops: list[TrainModeOp]  # one per op exported with training=True (batch norm, dropout)
     accuracy: float  # on the held-out split
     accuracy_error: str  # why no accuracy was measured
     latency_ms: float  # batch 1
