@@ -9,6 +9,8 @@ The course's challenge score (lower is better), relative to ResNet18-CIFAR in ha
     score = (1 - p_s - p_u) * (q_w / 32) * w / 5.6e6  +  (1 - p_s) * (max(q_w, q_a) / 32) * f / 2.8e8
 w = params, f = MACs, q_w / q_a = bits of the weights / activations, p_u = unstructured sparsity, p_s = structured
 sparsity (all measured from the exported model, harness/measure.py); it counts only at or above the accuracy gate.
+The pages explain themselves: `legend` says what score, gate, rank, Pareto and the time column mean, from the
+constants below, the same words in leaderboard.md and leaderboard.html.
 """
 from __future__ import annotations
 
@@ -20,14 +22,19 @@ from pathlib import Path
 import pandas as pd
 
 from grading import leaderboard_html
-from harness.errors import BadInput
-from harness.spec import AssignmentSpec
+from harness.errors import BadInput, SpecError
+from harness.spec import ASSIGNMENTS_DIR, AssignmentSpec, load_spec, resolve
 
 REFERENCE_PARAMS, REFERENCE_MACS = 5.6e6, 2.8e8  # ResNet18-CIFAR (11,173,962 params, ~5.55e8 MACs) at 16 bits
-METRICS = ["architecture", "time_basis", "params", "macs", "accuracy", "train_time_s", "train_cpu_s", "time_ratio",
-           "latency_ms", "weight_bits", "activation_bits", "structured_sparsity",
-           "unstructured_sparsity"]  # from results
+RESNET18_CIFAR = (11_173_962, 556_651_520)  # its params and MACs (measured in tests/test_leaderboard.py)
+FULL_BITS = 32  # float32: q / FULL_BITS = 1
+METRICS = ["architecture", "time_basis", "params", "macs", "accuracy", "train_time_s", "train_cpu_s", "exec_time_s",
+           "exec_cpu_s", "charged_train_s", "time_ratio", "latency_ms", "weight_bits", "activation_bits",
+           "structured_sparsity", "unstructured_sparsity"]  # from results
 NUMBERS = METRICS[2:]
+TEXT_COLUMNS = ["submission", "architecture", "Pareto"]  # of display_table: left-aligned
+BITS = {"weight bits": "weight_bits", "act. bits": "activation_bits", "struct. sparsity": "structured_sparsity",
+        "unstr. sparsity": "unstructured_sparsity"}  # shown column: results' metric (shows_bits says when)
 FRONTS = {"params": "pareto_params", "macs": "pareto_macs", "ranked_train_s": "pareto_time"}
 
 
@@ -38,8 +45,17 @@ class LeaderboardError(BadInput):
 def challenge_score(params: float, macs: float, weight_bits: float, activation_bits: float,
                     structured_sparsity: float = 0.0, unstructured_sparsity: float = 0.0) -> float:
     p_s, p_u = structured_sparsity, unstructured_sparsity
-    return ((1 - p_s - p_u) * (weight_bits / 32) * params / REFERENCE_PARAMS
-            + (1 - p_s) * (max(weight_bits, activation_bits) / 32) * macs / REFERENCE_MACS)
+    return ((1 - p_s - p_u) * (weight_bits / FULL_BITS) * params / REFERENCE_PARAMS
+            + (1 - p_s) * (max(weight_bits, activation_bits) / FULL_BITS) * macs / REFERENCE_MACS)
+
+
+def _number(x: float) -> str:
+    """5.6e6 rather than 5.6e+06."""
+    return f"{x:g}".replace("e+0", "e").replace("e+", "e")
+
+
+SCORE_FORMULA = (f"score = (1-(p_s+p_u))·(q_w/{FULL_BITS})·w/{_number(REFERENCE_PARAMS)} "
+                 f"+ (1-p_s)·(max(q_w,q_a)/{FULL_BITS})·f/{_number(REFERENCE_MACS)}")  # challenge_score, as written
 
 
 def dominates(a: pd.Series, b: pd.Series, costs: list[str]) -> bool:
@@ -95,6 +111,19 @@ def load_results(results_dir: Path) -> list[dict]:
     return results
 
 
+def results_assignment(results_dir: Path) -> AssignmentSpec:
+    """The assignment the results name: an id under assignments/ (or a directory of that name here); elsewhere the
+    instructor gives its directory with --assignment."""
+    assignment = load_results(results_dir)[0]["assignment"]
+    try:
+        root = resolve(assignment)
+    except SpecError:
+        raise LeaderboardError(f"the results in {results_dir} are of assignment '{assignment}', which is not in "
+                               f"{ASSIGNMENTS_DIR}: give the directory holding its assignment.toml with --assignment "
+                               f"DIR (dlgrade leaderboard {results_dir} --out OUT --assignment DIR)") from None
+    return load_spec(root)
+
+
 def leaderboard_table(spec: AssignmentSpec, results: list[dict]) -> pd.DataFrame:
     """One row per submission, ranked by the assignment's rule; failed submissions last, with their status."""
     table = pd.DataFrame([{"submission": r["submission"], "status": r["status"],
@@ -119,23 +148,37 @@ def leaderboard_table(spec: AssignmentSpec, results: list[dict]) -> pd.DataFrame
 
 
 def ranked_train_s(table: pd.DataFrame) -> pd.Series:
-    """The training time that ranks: CPU seconds where the result's time basis is "cpu" (the machine's load does not
-    change them), wall seconds otherwise (GPU runners, and results recorded before CPU time was)."""
-    return table["train_cpu_s"].where(table["time_basis"] == "cpu", table["train_time_s"])
+    """The training time that ranks, on each result's time basis (CPU seconds where it is "cpu": the machine's load
+    does not change them; wall seconds on GPU runners): `charged_train_s`, the grader's charge (the train cells, or
+    the whole notebook less the reference's time outside its train cells when larger), else the whole notebook's
+    time (results graded before the charge was recorded), never the train cells alone: training moved to untagged
+    cells must not win."""
+    whole = table["exec_cpu_s"].where(table["time_basis"] == "cpu", table["exec_time_s"])
+    return table["charged_train_s"].where(table["charged_train_s"].notna(), whole)
+
+
+CHARGED = ("the cells tagged `train`, or the whole notebook less the reference solution's time outside its train "
+           "cells when that is larger, so training moved to other cells still counts")
 
 
 def time_column(table: pd.DataFrame) -> tuple[str, str, str]:
-    """(column header, plot axis label, footnote) saying which training time ranks."""
-    bases = set(table.loc[table["ranked_train_s"].notna(), "time_basis"].fillna("wall"))
+    """(column header, plot axis label, what it means) of the training time that ranks."""
+    bases = set(table.loc[table["ranked_train_s"].notna(), "time_basis"].astype(object).fillna("wall"))
+    uncharged = table["ranked_train_s"].notna() & table["charged_train_s"].isna()
+    older = (" Results without a charge (charged_train_s empty: no reference time, or graded before it was recorded) "
+             "count their whole notebook's time." if uncharged.any() else "")
     if bases == {"cpu"}:
-        return ("train CPU s", "training time (CPU s)", "train CPU s: CPU seconds (user + system) of the cells tagged "
-                "`train`, the kernel's whole process tree: unlike wall time they do not grow with the machine's load, "
-                "so they rank. Wall-clock seconds: train_time_s in leaderboard.csv.")
+        return ("train CPU s", "training time charged (CPU s)", "the training time charged, in CPU seconds (user + "
+                "system, the kernel's whole process tree: unlike wall time they do not grow with the machine's load, "
+                f"so they rank): {CHARGED}.{older} Wall-clock seconds of the train cells: train_time_s in "
+                "leaderboard.csv.")
     if bases <= {"wall"}:
-        return ("train s", "training time (s)", "train s: wall-clock seconds of the cells tagged `train` (GPU runners: "
-                "CPU time does not see the GPU's work). CPU seconds: train_cpu_s in leaderboard.csv.")
-    return ("train s", "training time (s)", "train s: CPU seconds of the cells tagged `train` on CPU runners, "
-            "wall-clock seconds on GPU runners (time_basis in leaderboard.csv): compare within one kind of runner.")
+        return ("train s", "training time charged (s)", "the training time charged, in wall-clock seconds (GPU "
+                f"runners: CPU time does not see the GPU's work): {CHARGED}.{older} CPU seconds of the train cells: "
+                "train_cpu_s in leaderboard.csv.")
+    return ("train s", "training time charged (s)", f"the training time charged: {CHARGED}; CPU seconds on CPU "
+            "runners, wall-clock seconds on GPU runners (time_basis in leaderboard.csv): compare within one kind of "
+            f"runner.{older}")
 
 
 def sort(table: pd.DataFrame, measured: pd.Series, rule: str) -> pd.DataFrame:
@@ -167,8 +210,9 @@ def write_leaderboard(spec: AssignmentSpec, results_dir: Path, out: Path) -> Lea
     csv_text = table.to_csv(index=False)
     (out / "leaderboard.csv").write_text(csv_text)
     (out / "leaderboard.md").write_text(markdown(spec, table))
-    (out / "leaderboard.html").write_text(leaderboard_html.page(spec, table, display_table(table), time_column(table),
-                                                                FRONTS))
+    (out / "leaderboard.html").write_text(leaderboard_html.page(
+        spec, table, display_table(table, spec.leaderboard.rank), time_column=time_column(table), fronts=FRONTS,
+        rule=ranking_rule(spec), legend=legend(spec, table)))
     return LeaderboardFiles(out / "leaderboard.csv", out / "leaderboard.md", out / "leaderboard.html",
                             snapshot(out / "history", csv_text), table)
 
@@ -188,11 +232,27 @@ def snapshot(history: Path, csv_text: str) -> Path | None:
     return path
 
 
-def display_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The columns a reader compares, formatted (markdown and the console)."""
+def percent(fraction: float) -> str:
+    """0.9 -> 90%, 0.925 -> 92.5%, 0.000434 -> 0.0434% (4 significant digits)."""
+    return f"{fraction * 100:.4g}%"
+
+
+def shows_bits(table: pd.DataFrame, rank: str) -> bool:
+    """The bits and sparsity columns: always where the challenge score ranks (they are in it), else only when some
+    ranked row is not 32-bit dense (otherwise every cell would read 32, 32, 0%, 0%)."""
+    ranked = table[table["rank"].notna()]
+    dense = ((ranked["weight_bits"] == FULL_BITS) & (ranked["activation_bits"] == FULL_BITS)
+             & (ranked["structured_sparsity"].fillna(0) == 0) & (ranked["unstructured_sparsity"].fillna(0) == 0))
+    return rank == "challenge" or not dense.all()
+
+
+def display_table(table: pd.DataFrame, rank: str = "pareto") -> pd.DataFrame:
+    """The columns a reader compares, formatted (markdown, HTML and the console); `rank` the assignment's rule."""
     def num(value, fmt):
         return "" if pd.isna(value) else format(value, fmt)
 
+    bits = {header: [("" if pd.isna(v) else percent(v) if "sparsity" in column else f"{v:g}")
+                     for v in table[column]] for header, column in BITS.items()} if shows_bits(table, rank) else {}
     shown = pd.DataFrame({
         "rank": table["rank"].astype("string").fillna(""),
         "submission": table["submission"],
@@ -204,6 +264,7 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
         "time ratio": [num(v, ".2f") + (f" ({share:g}/GPU)" if pd.notna(share) and num(v, ".2f") else "")
                        for v, share in zip(table["time_ratio"], table["runs_per_gpu"])],
         "latency ms": [num(v, ".3f") for v in table["latency_ms"]],
+        **bits,
         "score": [("" if pd.isna(s) else f"{s:.4f}" + ("" if ok else " (below gate)"))
                   for s, ok in zip(table["challenge_score"], table["above_gate"])],
         "Pareto": [" ".join(name for name, col in (("params", "pareto_params"), ("MACs", "pareto_macs"),
@@ -214,13 +275,79 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
+def ranking_rule(spec: AssignmentSpec) -> str:
+    if spec.leaderboard.rank == "challenge":
+        return (f"challenge score, lowest first, those at or above the {percent(spec.leaderboard.accuracy_gate)} "
+                "accuracy gate before those below")
+    return "Pareto front first (accuracy up; params, MACs, training time down), then accuracy"
+
+
+def legend(spec: AssignmentSpec, table: pd.DataFrame) -> list[tuple[str, str]]:
+    """(term, what it means) for the columns under the table, the same words in leaderboard.md and leaderboard.html
+    (`code` in backticks)."""
+    gate, challenge = spec.leaderboard.accuracy_gate, spec.leaderboard.rank == "challenge"
+    dataset = spec.parameters.get("dataset")
+    check = next((c for c in spec.checks if c.kind == "accuracy"), None)
+    resnet = challenge_score(*RESNET18_CIFAR, 16, 16)
+    header, _, time_meaning = time_column(table)
+    items = [
+        ("score", f"`{SCORE_FORMULA}`, lower is better: `w` parameters, `f` MACs (multiply-accumulates for one "
+                  "example), `q_w` / `q_a` bits of the weights (averaged over the parameters) / of the activations "
+                  f"({FULL_BITS} = float32, 16 = half precision), `p_s` structured sparsity (the share of parameters "
+                  "in all-zero output channels, which leave the MAC term too), `p_u` unstructured sparsity (the share "
+                  f"of the other parameters that are exactly zero). {_number(REFERENCE_PARAMS)} and "
+                  f"{_number(REFERENCE_MACS)} are the course's reference figures (ResNet18-CIFAR: "
+                  f"{RESNET18_CIFAR[0]:,} parameters, {RESNET18_CIFAR[1]:,} MACs; in half precision it scores "
+                  f"{resnet:.2f}). Every number "
+                  "is measured by the grader on the exported model."),
+        ("accuracy gate", f"{percent(gate)} held-out accuracy (`[leaderboard] accuracy_gate`"
+                          + (f" for {dataset}" if dataset else "") + "). A score counts only at or above it: a row "
+                          'under it shows "(below gate)" after its score'
+                          + (" and ranks after every row above it. " if challenge else
+                             " (the pareto ranking does not use the gate). ")
+                          + "The gate is the leaderboard's own bar, independent of the assignment's accuracy check"
+                          + (f" (threshold {percent(check.options['threshold'])}, which gives the points)"
+                             if check else "")
+                          + ": a submission can pass the assignment and still sit below the gate."),
+        ("rank", "`[leaderboard] rank = \"challenge\"`: submissions at or above the gate by score, lowest first, "
+                 "then those below the gate by score." if challenge else
+                 "`[leaderboard] rank = \"pareto\"`: by Pareto front, then accuracy (highest first). Front 1 holds "
+                 "the submissions that no other beats: no other submission is at least as good on every axis "
+                 "(accuracy higher; params, MACs and training time lower) and better on one; front 2 is front 1 of "
+                 "the rest, and so on."),
+        ("Pareto", "the plots (params, MACs, time) on whose front the submission lies, accuracy against that one "
+                   "cost: no other submission has at least its accuracy and at most its cost, better on one of the "
+                   "two. The plot's line is that front."),
+        (header, time_meaning),
+        ("time ratio", "the training time charged / the reference solution's training time, what the assignment's "
+                       "time check compares (k/GPU: k runs shared one GPU)."),
+    ]
+    if shows_bits(table, spec.leaderboard.rank):
+        items.append((", ".join(BITS), "`q_w`, `q_a`, `p_s`, `p_u` of the score, as in leaderboard.csv (shown "
+                                       "wherever the score ranks, and elsewhere when a submission is not 32-bit "
+                                       "dense)."))
+    else:
+        items.append(("bits, sparsity", f"not shown: every submission is {FULL_BITS}-bit and dense (`q_w` = `q_a` = "
+                                        f"{FULL_BITS}, `p_s` = `p_u` = 0); they are in leaderboard.csv."))
+    return items + [("not ranked", "submissions without measurements (failed, timeout...) are listed last, with "
+                                   "their status in the architecture column.")]
+
+
 def markdown(spec: AssignmentSpec, table: pd.DataFrame) -> str:
-    rule = ("challenge score, lowest first (counts at accuracy >= "
-            f"{spec.leaderboard.accuracy_gate:.0%})" if spec.leaderboard.rank == "challenge"
-            else "Pareto front first (accuracy up; params, MACs, training time down), then accuracy")
-    return (f"# Leaderboard: {spec.title}\n\nRanked by {rule}. Failed submissions are listed last with their "
-            f"status.\n\n{display_table(table).to_markdown(index=False)}\n\n{time_column(table)[2]}\n")
+    shown = display_table(table, spec.leaderboard.rank)
+    shown = shown.to_markdown(index=False, disable_numparse=True,  # as formatted: 1.00 stays 1.00
+                              colalign=["left" if c in TEXT_COLUMNS else "right" for c in shown.columns])
+    explained = "\n".join(f"- **{term}**: {text}" for term, text in legend(spec, table))
+    return (f"# Leaderboard: {spec.title}\n\nRanked by {ranking_rule(spec)}. Failed submissions are listed last with "
+            f"their status.\n\n{shown}\n\n## What the columns mean\n\n{explained}\n")
 
 
-def format_console(table: pd.DataFrame) -> str:
-    return display_table(table).to_string(index=False)
+def format_console(table: pd.DataFrame, spec: AssignmentSpec | None = None) -> str:
+    """The table and, given the assignment, a short legend (the whole one is under the table in leaderboard.md and
+    .html)."""
+    if spec is None:
+        return display_table(table).to_string(index=False)
+    return (f"{display_table(table, spec.leaderboard.rank).to_string(index=False)}\n\nRanked by "
+            f"{ranking_rule(spec)}. {SCORE_FORMULA} (lower is better); accuracy gate "
+            f"{percent(spec.leaderboard.accuracy_gate)}: the leaderboard's bar, not the assignment's accuracy check; "
+            f"{time_column(table)[0]}: the training time charged. Every column is explained in leaderboard.md.")

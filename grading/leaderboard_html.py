@@ -2,46 +2,54 @@
 from templates/pages/leaderboard.html.j2.
 
 Works offline from a file: no CDN, no fonts to fetch (matplotlib draws text as paths). Given the table and what
-grading.leaderboard derives from it (the formatted columns, the ranking time, the Pareto flags), it imports nothing
-of grading.leaderboard.
+grading.leaderboard derives from it (the formatted columns, the ranking time, the Pareto flags, the legend), it imports
+nothing of grading.leaderboard.
 """
 from __future__ import annotations
 
 import io
+import re
 from datetime import datetime, timezone
 
 import pandas as pd
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from grading.html import render
 from harness.spec import AssignmentSpec
 
 PLOTS = [("params", "parameters"), ("macs", "MACs (batch 1)")]  # and the training time that ranks
 TEXT_COLUMNS = {"submission", "architecture", "Pareto"}
+RAW = {"rank": "rank", "params": "params", "MACs": "macs", "accuracy": "accuracy", "time ratio": "time_ratio",
+       "latency ms": "latency_ms", "score": "challenge_score", "weight bits": "weight_bits",
+       "act. bits": "activation_bits", "struct. sparsity": "structured_sparsity",
+       "unstr. sparsity": "unstructured_sparsity"}  # shown column: the table's number its cells sort by
 
 
-def page(spec: AssignmentSpec, table: pd.DataFrame, shown: pd.DataFrame, time_column: tuple[str, str, str],
-         fronts: dict[str, str]) -> str:
+def page(spec: AssignmentSpec, table: pd.DataFrame, shown: pd.DataFrame, *, time_column: tuple[str, str, str],
+         fronts: dict[str, str], rule: str, legend: list[tuple[str, str]]) -> str:
     """`table` as grading.leaderboard ranks it, `shown` its display_table, `time_column` the (header, axis label,
-    footnote) of the training time that ranks, `fronts` the Pareto flag column of each cost."""
+    meaning) of the training time that ranks, `fronts` the Pareto flag column of each cost, `rule` the ranking rule
+    in words, `legend` the (term, meaning) pairs shown under the table (`code` in backticks)."""
     ranked = table[table["rank"].notna()]
-    time_header, time_label, time_note = time_column
+    time_header, time_label, _ = time_column
     figures = [{"svg": Markup(plot(ranked, cost, fronts[cost], label)), "label": label}
                for cost, label in [*PLOTS, ("ranked_train_s", time_label)]]
-    challenge = spec.leaderboard.rank == "challenge"
     return render("leaderboard.html.j2", title=spec.title, ranked=len(ranked), not_ranked=len(table) - len(ranked),
-                  accuracy_gate=f"{spec.leaderboard.accuracy_gate:.0%}" if challenge else None,
-                  generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), figures=figures,
+                  rule=rule, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), figures=figures,
                   columns=[{"name": c, "css": "text" if c in TEXT_COLUMNS else ""} for c in shown.columns],
-                  rows=table_rows(table, shown, time_header), time_note=time_note)
+                  rows=table_rows(table, shown, time_header),
+                  legend=[{"term": term, "text": with_code(text)} for term, text in legend])
+
+
+def with_code(text: str) -> Markup:
+    """`text` escaped, its `backticked` spans as <code>."""
+    return Markup(re.sub(r"`([^`]*)`", r"<code>\1</code>", str(escape(text))))
 
 
 def table_rows(table: pd.DataFrame, shown: pd.DataFrame, time_header: str) -> list[dict]:
     """Each row's cells: the text shown and the key the page's script sorts by (the raw number where there is one;
     empty for a missing value, which sorts last)."""
-    raw = {"rank": table["rank"], "params": table["params"], "MACs": table["macs"], "accuracy": table["accuracy"],
-           time_header: table["ranked_train_s"], "time ratio": table["time_ratio"],
-           "latency ms": table["latency_ms"], "score": table["challenge_score"]}
+    raw = {header: table[column] for header, column in {**RAW, time_header: "ranked_train_s"}.items()}
     rows = []
     for i, row in shown.iterrows():
         cells = []

@@ -4,13 +4,25 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
+import shutil
 
 import pandas as pd
 import pytest
 import torch
 from torch import nn
 
-from grading.leaderboard import challenge_score, leaderboard_table, pareto_flags, pareto_ranks, write_leaderboard
+from grading.cli import main
+from grading.leaderboard import (
+    SCORE_FORMULA,
+    challenge_score,
+    display_table,
+    leaderboard_table,
+    legend,
+    pareto_flags,
+    pareto_ranks,
+    write_leaderboard,
+)
 from harness.export import export_model
 from harness.measure import profile_module, profile_program
 from harness.spec import LeaderboardSpec, load_spec
@@ -77,11 +89,14 @@ def test_pareto_flags_and_fronts_on_a_small_table():
 
 
 def result(name, status="graded", accuracy=0.95, params=1000, macs=10_000, train_time_s=1.0, bits=32):
+    """A result on a wall-clock runner whose training took `train_time_s` in its train cells (charged as is) and
+    whose notebook took half a second more."""
     measured = status == "graded"
     return {"assignment": PROJECT.id, "submission": name, "status": status, "metrics": {
         "architecture": "Net" if measured else None, "params": params if measured else None,
         "macs": macs if measured else None, "accuracy": accuracy if measured else None,
-        "train_time_s": train_time_s if measured else None, "time_ratio": None, "latency_ms": None,
+        "train_time_s": train_time_s if measured else None, "charged_train_s": train_time_s if measured else None,
+        "exec_time_s": train_time_s + 0.5 if measured else None, "time_ratio": None, "latency_ms": None,
         "weight_bits": bits if measured else None, "activation_bits": bits if measured else None,
         "structured_sparsity": 0.0 if measured else None, "unstructured_sparsity": 0.0 if measured else None}}
 
@@ -132,8 +147,8 @@ def test_a_new_result_makes_a_dated_snapshot_and_an_unchanged_table_does_not(tmp
 def test_cpu_seconds_rank_on_cpu_runners_and_the_pages_say_so(tmp_path):
     # the same model twice: one waited 9 s on a busy machine for 1 s of CPU, the other used 3 s of CPU in 2 s
     waited, busy = result("waited", train_time_s=9.0), result("busy", train_time_s=2.0)
-    waited["metrics"].update(train_cpu_s=1.0, time_basis="cpu")
-    busy["metrics"].update(train_cpu_s=3.0, time_basis="cpu")
+    waited["metrics"].update(train_cpu_s=1.0, charged_train_s=1.0, time_basis="cpu")
+    busy["metrics"].update(train_cpu_s=3.0, charged_train_s=3.0, time_basis="cpu")
     results = tmp_path / "results"
     results.mkdir()
     for r in (waited, busy):
@@ -146,7 +161,7 @@ def test_cpu_seconds_rank_on_cpu_runners_and_the_pages_say_so(tmp_path):
     assert pd.read_csv(files.csv).set_index("submission")["train_time_s"].tolist() == [9.0, 2.0]  # wall, kept
     markdown = files.markdown.read_text()
     assert " train CPU s |" in markdown and "do not grow with the machine's load" in markdown
-    assert "training time (CPU s)" in files.html.read_text()
+    assert "training time charged (CPU s)" in files.html.read_text()
 
 
 def test_results_of_two_assignments_or_a_stray_file_are_refused_with_the_reason(tmp_path):
@@ -169,11 +184,114 @@ def test_results_of_two_assignments_or_a_stray_file_are_refused_with_the_reason(
 
 
 def test_a_time_ratio_measured_on_a_shared_gpu_says_how_it_was_shared():
-    from grading.leaderboard import display_table
-
     alone, shared, cpu = result("alone"), result("shared"), result("cpu")
     for r, share, ratio in ((alone, 1, 0.8), (shared, 2, 1.25), (cpu, None, 1.0)):
         r["metrics"].update(time_ratio=ratio, time_basis="cpu" if share is None else "wall")
         r["run"] = {"runs_per_gpu": share} if share else {}
     shown = display_table(leaderboard_table(PROJECT, [alone, shared, cpu])).set_index("submission")
     assert shown["time ratio"].to_dict() == {"alone": "0.80 (1/GPU)", "shared": "1.25 (2/GPU)", "cpu": "1.00"}
+
+
+def test_the_legend_states_the_score_as_the_code_computes_it():
+    assert SCORE_FORMULA == "score = (1-(p_s+p_u))·(q_w/32)·w/5.6e6 + (1-p_s)·(max(q_w,q_a)/32)·f/2.8e8"
+    expression = SCORE_FORMULA.partition("=")[2].replace("·", "*")
+    for w, f, q_w, q_a, p_s, p_u in [(11_173_962, 556_651_520, 16, 16, 0.0, 0.0), (1000, 10_000, 8, 16, 0.25, 0.1)]:
+        assert eval(expression, {"max": max}, dict(w=w, f=f, q_w=q_w, q_a=q_a, p_s=p_s, p_u=p_u)) == pytest.approx(
+            challenge_score(w, f, q_w, q_a, p_s, p_u), rel=1e-12)
+
+
+def project_elsewhere(tmp_path):
+    """Project 1 copied outside assignments/ as `my_project`, ranked by the challenge score with a gate per
+    dataset (digits32 is its dataset); its accuracy check still asks 70%."""
+    root = tmp_path / "my_project"
+    source = PROJECT.root
+    root.mkdir()
+    for name in (PROJECT.notebook.name, "reference_solution.ipynb"):
+        shutil.copy(source / name, root / name)
+    toml = (source / "assignment.toml").read_text().replace('id = "project1_size_accuracy_time"', 'id = "my_project"')
+    (root / "assignment.toml").write_text(toml + '\n[leaderboard]\nrank = "challenge"\n'
+                                          "accuracy_gate = {digits32 = 0.95, cifar10 = 0.85}\n")
+    return root
+
+
+def test_the_cli_asks_for_the_assignments_directory_and_the_pages_explain_gate_score_and_bits(tmp_path, capsys):
+    root = project_elsewhere(tmp_path)
+    results, board = tmp_path / "results", tmp_path / "board"
+    results.mkdir()
+    passes = result("passes_not_gate", accuracy=0.93, params=1000, macs=10_000, bits=16)  # 93%: > 70%, < 95%
+    pruned = result("pruned", accuracy=0.97, params=4000, macs=40_000)
+    pruned["metrics"].update(weight_bits=24.5, activation_bits=16, structured_sparsity=0.25,
+                             unstructured_sparsity=0.000434)
+    for r in (passes, pruned, result("crashed", status="crashed")):
+        (results / f"{r['submission']}.json").write_text(json.dumps({**r, "assignment": "my_project"}))
+
+    assert main(["leaderboard", str(results), "--out", str(board)]) == 2
+    assert capsys.readouterr().err == (
+        f"dlgrade leaderboard: the results in {results} are of assignment 'my_project', which is not in "
+        f"{PROJECT.root.parent}: give the directory holding its assignment.toml with --assignment DIR (dlgrade "
+        f"leaderboard {results} --out OUT --assignment DIR)\n")
+
+    assert main(["leaderboard", str(results), "--out", str(board), "--assignment", str(root)]) == 0
+    console = capsys.readouterr().out
+    assert ("Ranked by challenge score, lowest first, those at or above the 95% accuracy gate before those below. "
+            f"{SCORE_FORMULA} (lower is better); accuracy gate 95%: the leaderboard's bar, not the assignment's "
+            "accuracy check; train s: the training time charged.") in console
+    table = pd.read_csv(board / "leaderboard.csv")
+    assert table["submission"].tolist() == ["pruned", "passes_not_gate", "crashed"]  # the lower score ranks 2nd
+    shown = display_table(table, "challenge").set_index("submission")
+    assert shown.loc["passes_not_gate", "score"] == f"{0.5 * 1000 / 5.6e6 + 0.5 * 10_000 / 2.8e8:.4f} (below gate)"
+    assert shown.loc[:, "weight bits":"unstr. sparsity"].values.tolist() == [
+        ["24.5", "16", "25%", "0.0434%"], ["16", "16", "0%", "0%"], ["", "", "", ""]]
+
+    markdown = (board / "leaderboard.md").read_text()
+    rows = [re.sub(" +", " ", line) for line in markdown.splitlines() if line.startswith("|")]
+    assert rows[0] == ("| rank | submission | architecture | params | MACs | accuracy | train s | time ratio "
+                       "| latency ms | weight bits | act. bits | struct. sparsity | unstr. sparsity | score | Pareto |")
+    assert rows[3] == ("| 2 | passes_not_gate | Net | 1,000 | 10,000 | 93.0% | 1.00 | | | 16 | 16 | 0% | 0% | "
+                       "0.0001 (below gate) | params MACs |")
+    assert f"- **score**: `{SCORE_FORMULA}`, lower is better: `w` parameters, `f` MACs" in markdown
+    gate = ("95% held-out accuracy (`[leaderboard] accuracy_gate` for digits32). A score counts only at or above "
+            'it: a row under it shows "(below gate)" after its score and ranks after every row above it. The gate '
+            "is the leaderboard's own bar, independent of the assignment's accuracy check (threshold 70%, which "
+            "gives the points): a submission can pass the assignment and still sit below the gate.")
+    assert f"- **accuracy gate**: {gate}\n" in markdown
+    assert ('- **rank**: `[leaderboard] rank = "challenge"`: submissions at or above the gate by score, lowest '
+            "first, then those below the gate by score.\n") in markdown
+    page = (board / "leaderboard.html").read_text()
+    assert f"<dt>score</dt><dd><code>{SCORE_FORMULA}</code>, lower is better" in page
+    assert ("<dt>accuracy gate</dt><dd>95% held-out accuracy (<code>[leaderboard] accuracy_gate</code> for "
+            "digits32). A score counts only at or above it: a row under it shows &#34;(below gate)&#34;") in page
+    assert '<td class="" data-sort="0.000434">0.0434%</td>' in page  # sorts by the number
+
+
+def test_bits_and_sparsity_show_for_pareto_only_when_a_submission_is_not_32_bit_dense():
+    dense = [result("a"), result("b", params=2000)]
+    table = leaderboard_table(PROJECT, dense)
+    assert PROJECT.leaderboard.rank == "pareto" and "weight bits" not in display_table(table).columns
+    assert dict(legend(PROJECT, table))["bits, sparsity"].startswith("not shown: every submission is 32-bit and dense")
+    table = leaderboard_table(PROJECT, [*dense, result("half", bits=16)])
+    assert display_table(table)["act. bits"].tolist() == ["32", "16", "32"]
+    front = dict(legend(PROJECT, table))["rank"]
+    assert "Front 1 holds the submissions that no other beats: no other submission is at least as good on every axis " \
+           "(accuracy higher; params, MACs and training time lower) and better on one" in front
+
+
+def test_training_moved_out_of_the_train_cells_does_not_win_on_time():
+    # the same model; the cheat trains in an untagged cell: 0.01 s in its train cells, its notebook as long as the
+    # honest one's. The grader charges max(train cells, notebook - the reference's 1 s outside its train cells).
+    honest, cheat = result("honest", train_time_s=5.0), result("cheat", train_time_s=0.01)
+    honest["metrics"].update(exec_time_s=6.0, charged_train_s=5.0)
+    cheat["metrics"].update(exec_time_s=6.0, charged_train_s=5.0)
+    table = leaderboard_table(PROJECT, [cheat, honest]).set_index("submission")
+    assert table["ranked_train_s"].to_dict() == {"cheat": 5.0, "honest": 5.0}
+    assert table["pareto_time"].all() and table["pareto_rank"].tolist() == [1, 1]  # a tie, not a win
+    cheat["metrics"].update(exec_time_s=6.5, charged_train_s=5.5)
+    assert leaderboard_table(PROJECT, [cheat, honest])["submission"].tolist() == ["honest", "cheat"]
+    # results recorded before the charge: the whole notebook's time, never the train cells alone
+    for r in (honest, cheat):
+        del r["metrics"]["charged_train_s"]
+    table = leaderboard_table(PROJECT, [cheat, honest])
+    assert table["submission"].tolist() == ["honest", "cheat"] and table["ranked_train_s"].tolist() == [6.0, 6.5]
+    assert "Results without a charge (charged_train_s empty: no reference time, or graded before it was recorded) " \
+           "count their whole notebook's time." in dict(
+        legend(PROJECT, table))["train s"]
