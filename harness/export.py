@@ -53,10 +53,26 @@ def export_model(model: nn.Module, example_input: torch.Tensor) -> torch.export.
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     x = example_batch(example_input, dtype)
     cpu_model = copy.deepcopy(model).to("cpu").eval()
+    dynamic = ({0: torch.export.Dim("batch")},)
     try:
-        return torch.export.export(cpu_model, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+        program = torch.export.export(cpu_model, (x,), dynamic_shapes=dynamic)
     except Exception as exc:  # torch raises many types here; all mean "not exportable"
         raise ExportError(explain_export_failure(exc)) from exc
+    opless = modules_without_ops(program)
+    if not opless:
+        return program
+    try:  # again, keeping which tensor each op-less module returned: its activation shape (harness/measure.py)
+        return torch.export.export(cpu_model, (x,), dynamic_shapes=dynamic, preserve_module_call_signature=opless)
+    except Exception:  # the program above is complete; only those modules' activation shapes are lost
+        return program
+
+
+def modules_without_ops(program: torch.export.ExportedProgram) -> tuple[str, ...]:
+    """Submodules the model calls that leave no node in the graph (nn.Identity, a forward that returns its input):
+    torch.export.unflatten builds modules from the nodes' nn_module_stack, so these vanish from the unflattened
+    program, and forward hooks cannot see them."""
+    with_ops = {fqn for node in program.graph.nodes for fqn, _ in (node.meta.get("nn_module_stack") or {}).values()}
+    return tuple(entry.fqn for entry in program.module_call_graph if entry.fqn and entry.fqn not in with_ops)
 
 
 def explain_export_failure(exc: Exception) -> str:

@@ -7,7 +7,9 @@ different baseline. The numbers come from fvcore, batch 1, eval mode:
     FlopCountAnalysis(model.eval(), torch.randn(1, *input_shape)).total()
 
 fvcore counts one MAC per multiply-add of conv and linear layers, 2 per element for an eval-mode BatchNorm,
-and nothing for ReLU, max/avg pooling (but adaptive average pooling counts 1 per input element) or additions.
+and nothing for ReLU, pooling or additions. (Plain fvcore counts adaptive average pooling 1 per input element;
+harness.measure drops that handle so that every pooling counts 0. No reference model pools adaptively, so both
+give the stated numbers.)
 tests/test_reference_models.py recomputes every stated number through harness.measure.profile_module.
 """
 from __future__ import annotations
