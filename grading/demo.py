@@ -1,4 +1,6 @@
-"""`dlgrade demo`: the whole instructor pipeline on the bundled example submissions of every assignment, offline.
+"""`dlgrade demo`: the whole instructor pipeline on the example submissions of assignments, offline: every
+assignment under assignments/ by default, or the ones named by `--assignment` (an id or a directory elsewhere, with
+submissions/*.ipynb and submissions/expected.toml).
 
 For each assignment: `dlgrade grade` (nbgrader course, results JSON, feedback pages, grades.csv) on its examples,
 then `dlgrade leaderboard`; each example is compared with its submissions/expected.toml. Ends with a summary and
@@ -16,13 +18,27 @@ from grading.batch import grade_batch
 from grading.html import render
 from grading.leaderboard import load_results, write_leaderboard
 from harness.devices import visible_gpus
+from harness.errors import BadInput
 from harness.execute import cpu_threads
 from harness.spec import ASSIGNMENTS_DIR, AssignmentSpec, load_spec
 
 
-def demo_assignments() -> list[AssignmentSpec]:
-    return [load_spec(toml.parent) for toml in sorted(ASSIGNMENTS_DIR.glob("*/assignment.toml"))
-            if list((toml.parent / "submissions").glob("*.ipynb"))]
+def demo_assignments(chosen: list[str] | None = None) -> list[AssignmentSpec]:
+    """The assignments `chosen` (ids or directories; each validated, with examples and their expected outcomes), or
+    by default every assignment under assignments/ that has example submissions."""
+    if not chosen:
+        return [load_spec(toml.parent) for toml in sorted(ASSIGNMENTS_DIR.glob("*/assignment.toml"))
+                if list((toml.parent / "submissions").glob("*.ipynb"))]
+    specs = [load_spec(Path(a).resolve() if Path(a, "assignment.toml").is_file() else a) for a in chosen]
+    for spec in specs:
+        if not list(spec.submissions_dir.glob("*.ipynb")) or not (spec.submissions_dir / "expected.toml").is_file():
+            raise BadInput(f"{spec.root}: the demo grades an assignment's examples: it needs submissions/*.ipynb and "
+                           "their expected outcomes in submissions/expected.toml")
+    ids = [spec.id for spec in specs]
+    if len(set(ids)) < len(ids):
+        raise BadInput(f"two of the --assignment directories have the same id ({', '.join(sorted(ids))}): the demo "
+                       "writes each to OUT/<id>")
+    return specs
 
 
 def as_expected(result: dict, expected: dict | None) -> bool:
@@ -32,13 +48,15 @@ def as_expected(result: dict, expected: dict | None) -> bool:
     return result["status"] == expected["status"] and score_ok
 
 
-def run_demo(out: Path, workers: int | None = None) -> int:
+def run_demo(out: Path, workers: int | None = None, assignments: list[str] | None = None) -> int:
+    """`assignments`: ids or directories (default: every assignment under assignments/ with examples)."""
+    specs = demo_assignments(assignments)  # every one validated before anything runs
     out = Path(out).resolve()
     gpus = visible_gpus()
     workers = workers or (len(gpus) if gpus else cpu_threads())  # one worker per GPU, else per core (one thread each)
     started = time.monotonic()
     rows, pages, all_as_expected = [], [], True
-    for spec in demo_assignments():
+    for spec in specs:
         print(f"\n== {spec.id}: grading {len(list(spec.submissions_dir.glob('*.ipynb')))} example submissions "
               f"on {workers} worker(s)")
         # an example whose assignment was edited since the last demo is graded again (the demo's purpose)
