@@ -32,7 +32,8 @@ def format_result(result: SubmissionResult) -> str:
     basis = f" ({basis})" if basis else ""
     lines.append(f"metrics: params {_fmt(m['params'])}, trainable {_fmt(m['trainable_params'])}, "
                  f"MACs {_fmt(m['macs'])}, accuracy {_fmt(m['accuracy'])}, train_time_s {_fmt(m['train_time_s'])}, "
-                 f"train_cpu_s {_fmt(m['train_cpu_s'])}, time_ratio {_fmt(m['time_ratio'])}{basis}; run "
+                 f"train_cpu_s {_fmt(m['train_cpu_s'])}, charged {_fmt(m.get('charged_train_s'))}, "
+                 f"time_ratio {_fmt(m['time_ratio'])}{basis}; run "
                  f"{result.run['wall_s']} s on {result.run['device']}")
     if m.get("latency_ms") is not None:
         where = f" on {m['latency_device']}" if m.get("latency_device") else ""
@@ -47,20 +48,69 @@ def format_result(result: SubmissionResult) -> str:
     return "\n".join(lines)
 
 
+MODEL_OWN_FORWARD = "(model's own forward)"
+
+
+def _enclosing(name: str, names: set[str]) -> str:
+    """The closest module among `names` that holds `name` ('' = the model itself)."""
+    while "." in name:
+        name = name.rsplit(".", 1)[0]
+        if name in names:
+            return name
+    return ""
+
+
+def profile_rows(profile: dict) -> list[tuple[str, int, str, int, int, bool]]:
+    """The profile table in tree order: (label, depth, activation shape, params, MACs, has no child row).
+
+    A module's params and MACs include its children's. What a module computes outside its submodules (a functional
+    call such as F.linear in its own forward) and the parameters it holds itself form a row "<name> (own forward)"
+    after its children, and the model's own forward is the last row: the rows without children add up to `params`
+    and `macs`."""
+    shapes, own_params, macs = profile["activation_shapes"], profile["params_by_module"], profile["macs_by_module"]
+    names = list(dict.fromkeys([*shapes, *own_params, *macs]))
+    children: dict[str, list[str]] = {name: [] for name in ["", *names]}
+    for name in names:
+        children[_enclosing(name, set(names))].append(name)
+    rows = []
+
+    def add(name: str, depth: int) -> None:
+        kids = children[name]
+        params = sum(n for module, n in own_params.items() if module == name or module.startswith(name + "."))
+        shape = str(tuple(shapes[name])) if name in shapes else "-"
+        rows.append((name, depth, shape, params, macs.get(name, 0), not kids))
+        for kid in kids:
+            add(kid, depth + 1)
+        own = (own_params.get(name, 0), macs.get(name, 0) - sum(macs.get(kid, 0) for kid in kids))
+        if kids and any(own):
+            rows.append((f"{name} (own forward)", depth + 1, "-", *own, True))
+
+    for name in children[""]:
+        add(name, 0)
+    own = (profile["params"] - sum(own_params.values()), profile["macs"] - sum(macs.get(n, 0) for n in children[""]))
+    if any(own):
+        rows.append((MODEL_OWN_FORWARD, 0, "-", *own, True))
+    return rows
+
+
 def format_profile(profile: dict) -> str:
-    rows = [[name, str(tuple(shape)), _fmt(profile["params_by_module"].get(name, 0)),
-             _fmt(profile["macs_by_module"].get(name, 0))]
-            for name, shape in profile["activation_shapes"].items()]
-    table = tabulate(rows, headers=["module", "activation (C,H,W)", "params", "MACs"], tablefmt="simple")
+    rows = [["  " * depth + label, shape, _fmt(params), _fmt(macs)]
+            for label, depth, shape, params, macs, _ in profile_rows(profile)]
+    table = tabulate(rows, headers=["module", "activation (C,H,W)", "params", "MACs"], tablefmt="simple",
+                     preserve_whitespace=True)
     check = "ok" if profile["flops_check_ok"] else "MISMATCH"
     unsupported = ", ".join(f"{op} x{n}" for op, n in profile["unsupported_ops"].items()) or "none"
+    rule = ("MACs: 1 per multiply-add of conv/linear/matmul, 2 per element of eval BatchNorm; 0 for pooling (max, "
+            f"average and adaptive alike), activations, elementwise ops and resampling; not counted: {unsupported}")
     return "\n".join([
         table,
+        "a row includes the rows indented under it; '(own forward)': MACs outside any submodule (e.g. F.linear in a",
+        "  forward) and parameters held directly; the rows with nothing indented under them add up to the totals",
         f"input {tuple(profile['input_shape'])} -> output {tuple(profile['output_shape'])}",
         f"params {profile['params']:,} (trainable {profile['trainable_params']:,})",
         f"MACs {profile['macs']:,} (fvcore, batch 1, eval); conv+linear {profile['macs_conv_linear']:,}",
         f"FlopCounterMode {profile['flops_check']:,} FLOPs = 2 x conv+linear MACs: {check}",
-        f"not counted by fvcore: {unsupported}",
+        textwrap.fill(rule, 110, subsequent_indent="  "),
     ])
 
 

@@ -65,10 +65,17 @@ def calibrate(spec: AssignmentSpec, parameters: dict, data_source: str | None = 
                          threads=threads, submission="reference", runs_per_gpu=runs_per_gpu, assets=assets)
 
     at_a_time = f", {share} at a time on one GPU" if share > 1 else ""
-    print(f"calibrating '{spec.id}': timing its reference solution ({runs} runs{at_a_time}; once per runner, then "
-          "cached)", file=sys.stderr, flush=True)
+    plural = "s" if runs > 1 else ""
+    print(f"calibrating '{spec.id}': timing its reference solution before grading ({runs} run{plural}{at_a_time}, "
+          f"each as long as the whole reference notebook; once per runner, then cached in {cache_dir()}; "
+          f"`dlgrade calibrate {spec.id}` does it ahead of time)", file=sys.stderr, flush=True)
     with concurrent.futures.ThreadPoolExecutor(share) as pool:
-        measured = list(pool.map(run_reference, range(runs)))
+        futures = [pool.submit(run_reference, i) for i in range(runs)]
+        for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
+            run = future.result()
+            print(f"  reference run {done}/{runs}: {run.status} in {run.run['wall_s']:.1f} s", file=sys.stderr,
+                  flush=True)
+        measured = [future.result() for future in futures]
     for result in measured:
         if result.status != "graded":
             raise CalibrationError(f"the reference solution of '{spec.id}' did not run cleanly ({result.status}): "

@@ -340,7 +340,8 @@ def check_frozen_backbone(spec: CheckSpec, evidence: Evidence) -> CheckResult:
                                  doc="the largest training time allowed, in multiples of the reference's"),
             Option("exec_budget", float, positive=True, doc="the same for the whole notebook (default: budget)"))
 def check_time_ratio(spec: CheckSpec, evidence: Evidence) -> CheckResult:
-    """Training time (cells tagged `train`) and whole-notebook time, each against the reference on this runner."""
+    """Training time charged (cells tagged `train`, or the whole notebook less the reference's other cells when
+    larger: harness.grade.time_ratios) and whole-notebook time, each against the reference on this runner."""
     budget = float(spec.options["budget"])
     exec_budget = float(spec.options.get("exec_budget", budget))
     m = evidence.metrics
@@ -355,11 +356,24 @@ def check_time_ratio(spec: CheckSpec, evidence: Evidence) -> CheckResult:
         problems.append(f"training took {got['time_ratio']:.2f}x the reference's time (budget {budget:g}x)")
     if got["exec_ratio"] is not None and got["exec_ratio"] > exec_budget:
         problems.append(f"the whole notebook took {got['exec_ratio']:.2f}x the reference's (budget {exec_budget:g}x)")
+    outside = _time_outside_train_cells(m)
     if problems:
         return _result(spec, 0.0, expected, got, "; ".join(problems) + ": train fewer epochs, use larger batches, or "
-                       "keep tensors on the device.")
+                       "keep tensors on the device." + outside)
     return _result(spec, 1.0, expected, got, f"training {got['time_ratio']:.2f}x and whole notebook "
-                   f"{got['exec_ratio']:.2f}x the reference's time, within {budget:g}x.")
+                   f"{got['exec_ratio']:.2f}x the reference's time, within {budget:g}x." + outside)
+
+
+def _time_outside_train_cells(metrics: dict) -> str:
+    """Why the training time charged exceeds the `train` cells' time, when it does by more than the noise of the
+    cells every notebook shares (about 0.1 s of CPU)."""
+    train = metrics["train_cpu_s"] if metrics.get("time_basis") == "cpu" else metrics.get("train_time_s")
+    charged = metrics.get("charged_train_s") or 0.0
+    outside = charged - (train or 0.0)
+    if outside <= max(0.5, 0.1 * charged):
+        return ""
+    return (f" {outside:.1f} s of the {charged:.1f} s charged ran outside the cells tagged `train` (the whole notebook "
+            "less the reference's other cells): train in the `train` cells.")
 
 
 @check_kind("notebook_test")

@@ -22,6 +22,7 @@ from harness.data import source_paths, write_notebook_data
 from harness.devices import gpu_info, gpu_sharing, pick_device
 from harness.errors import BadInput, MeasureError
 from harness.execute import ExecutionReport, Sandbox, cpu_threads, execute
+from harness.model_audit import model_warnings
 from harness.preflight import fallback_note
 from harness.prepare import InvalidNotebook, inject_parameters, read_notebook, restore_locked_cells
 from harness.result import SubmissionResult, empty_metrics
@@ -111,6 +112,7 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
         profile = measure_model(box, spec, dataset, data_source, device, threads, backbone)
         result.metrics.update({key: profile.get(key) for key in MEASURED_METRICS})
         result.notes += profile.get("notes", [])  # e.g. measured on the CPU because the model failed on the GPU
+        result.notes += model_warnings(profile)  # layers in a plain list: not parameters, left in training mode
         extras = measure_extra_models(box, spec, dataset, data_source, device, threads, backbone)
         result.notes += [f"extra model '{name}': {note}" for name, p in extras.items() for note in p.get("notes", [])]
         if extras:
@@ -156,14 +158,23 @@ def grading_parameters(spec: AssignmentSpec, overrides: dict, selfcheck: bool) -
 
 def time_ratios(metrics: dict, reference: dict) -> dict:
     """time_ratio and exec_ratio of a run's `metrics` against the reference's times (a calibration entry, or the
-    metrics of a reference run), on the run's `time_basis`."""
+    metrics of a reference run), on the run's `time_basis`.
+
+    The training time charged (`charged_train_s`, which `time_ratio` compares and the leaderboard ranks) is the
+    time of the cells tagged `train`, or, when larger, the whole notebook's time less what the reference spent
+    outside its `train` cells: any cell may train (an untagged one, a function a test cell calls), and the cells
+    every notebook shares cost the same in each, so training moved out of the `train` cells is still charged."""
 
     def ratio(mine, theirs):
         return round(mine / theirs, 4) if mine is not None and theirs else None
 
     cpu = metrics["time_basis"] == "cpu"
     train, whole = ("train_cpu_s", "exec_cpu_s") if cpu else ("train_time_s", "exec_time_s")
-    return {"time_ratio": ratio(metrics[train], reference[train]),
+    charged = None
+    if metrics[train] is not None and None not in (metrics[whole], reference[whole], reference[train]):
+        charged = round(max(metrics[train], metrics[whole] - (reference[whole] - reference[train])), 3)
+    return {"charged_train_s": charged,
+            "time_ratio": ratio(charged, reference[train]),
             "exec_ratio": ratio(metrics[whole], reference[whole]),
             "reference_train_time_s": reference["train_time_s"],
             "reference_train_cpu_s": reference["train_cpu_s"]}

@@ -6,8 +6,9 @@ that imports no student code and loads model.pt2 as data. `python -m harness.mea
 does the same in a fresh process and prints one JSON object (the profile) on stdout.
 
 Conventions (docs/architecture.md): batch 1, eval mode; `macs` is fvcore's total (one fused multiply-add = 1,
-eval BatchNorm = 2 per element, relu/pool/add not counted); `flops_check` is torch's FlopCounterMode total
-(2 per MAC, conv/mm only) and must equal 2 * `macs_conv_linear`.
+eval BatchNorm = 2 per element; pooling of every kind, activations, additions and resampling count 0, see
+MAC_HANDLES); `flops_check` is torch's FlopCounterMode total (2 per MAC, conv/mm only) and must equal 2 *
+`macs_conv_linear`.
 """
 from __future__ import annotations
 
@@ -23,14 +24,21 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from harness.errors import MeasureError
+from harness.model_audit import audit_program, model_warnings, with_warnings
 from harness.profile import Profile
 
 with warnings.catch_warnings():  # fvcore.nn warns about torch.jit.script on import
     warnings.simplefilter("ignore", FutureWarning)
     from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS
     from fvcore.nn.jit_handles import conv_flop_count, get_shape
 
 CONV_LINEAR_OPS = ("conv", "_convolution_mode", "linear", "addmm", "matmul", "mm", "bmm", "einsum")
+# One rule for weight-free ops: pooling of every kind, activations, elementwise arithmetic and resampling count 0
+# MACs (and are listed in `unsupported_ops`). fvcore counts max/avg pooling, relu and add as 0 but has per-element
+# handles for these four; they are dropped so that F.avg_pool2d and nn.AdaptiveAvgPool2d count the same (0).
+WEIGHT_FREE_FVCORE_OPS = ("aten::adaptive_avg_pool2d", "aten::upsample_nearest2d", "aten::upsample_bilinear2d",
+                          "aten::grid_sampler")
 
 
 def load_program(path: str) -> torch.export.ExportedProgram:
@@ -98,7 +106,36 @@ def static_module(ep: torch.export.ExportedProgram, x1: torch.Tensor) -> nn.Modu
     static_ep = torch.export.export(ep.module(), (x1,))
     module = torch.export.unflatten(static_ep)
     module.module_types = module_types(static_ep)
+    module.module_order = [entry.fqn for entry in ep.module_call_graph if entry.fqn and "@" not in entry.fqn]
+    module.opless_shapes = opless_shapes(ep, x1)
     return module
+
+
+def opless_shapes(ep: torch.export.ExportedProgram, x1: torch.Tensor) -> dict[str, list[int]]:
+    """Output shape (without batch dim) of the modules that leave no node in the graph (nn.Identity), which
+    unflatten drops: read from the call signature harness.export preserved for them, by running the program."""
+    outputs = {}  # graph node name -> the op-less modules that returned it (a shared one as name@1: last call wins)
+    for entry in ep.module_call_graph:
+        if entry.fqn and entry.signature and len(entry.signature.outputs) == 1:
+            outputs.setdefault(getattr(entry.signature.outputs[0], "name", None), []).append(entry.fqn.split("@")[0])
+    if not outputs:
+        return {}
+    graph_module, values = ep.module(), {}
+    user_inputs = [spec.arg.name for spec in ep.graph_signature.input_specs if spec.kind.name == "USER_INPUT"]
+    placeholders = [node.name for node in graph_module.graph.nodes if node.op == "placeholder"]
+    names = dict(zip(placeholders, user_inputs))  # ep.module() may rename the input ('input' -> 'input_1')
+
+    class Recorder(torch.fx.Interpreter):
+        def run_node(self, node):
+            value = super().run_node(node)
+            name = names.get(node.name, node.name)
+            if name in outputs and isinstance(value, torch.Tensor):
+                values[name] = list(value.shape[1:])
+            return value
+
+    with torch.no_grad():
+        Recorder(graph_module).run(x1)
+    return {fqn: values[name] for name, fqns in outputs.items() if name in values for fqn in fqns}
 
 
 def stack_types(ep: torch.export.ExportedProgram) -> dict[str, str]:
@@ -121,8 +158,14 @@ def _conv_mode_macs(inputs, outputs) -> int:
     return conv_flop_count(x_shape, w_shape, out_shape, transposed=False)
 
 
+MAC_HANDLES = {**{op: handle for op, handle in _DEFAULT_SUPPORTED_OPS.items() if op not in WEIGHT_FREE_FVCORE_OPS},
+               "aten::_convolution_mode": _conv_mode_macs}
+
+
 def count_macs(module: nn.Module, x1: torch.Tensor) -> dict:
-    analysis = FlopCountAnalysis(module, x1).set_op_handle("aten::_convolution_mode", _conv_mode_macs)
+    """fvcore with MAC_HANDLES: its own handles but the per-element ones of weight-free ops, plus _convolution_mode.
+    `macs_by_module` holds every module with MACs, a parent's figure including its children's."""
+    analysis = FlopCountAnalysis(module, x1).clear_op_handles().set_op_handle(**MAC_HANDLES)
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -145,7 +188,9 @@ def count_flops(module: nn.Module, x1: torch.Tensor) -> int:
 
 
 def activation_shapes(module: nn.Module, x1: torch.Tensor) -> tuple[dict[str, list[int]], list[int]]:
-    """Output shape (without batch dim) of every submodule that returns a tensor, and of the whole model."""
+    """Output shape (without batch dim) of every submodule that returns a tensor, and of the whole model. Modules
+    come in the model's definition order, a parent before its children; those with no op of their own (nn.Identity)
+    from the program's call signatures (`opless_shapes`)."""
     shapes: dict[str, list[int]] = {}
     hooks = []
     for name, sub in module.named_modules():
@@ -164,7 +209,9 @@ def activation_shapes(module: nn.Module, x1: torch.Tensor) -> tuple[dict[str, li
             hook.remove()
     if not isinstance(out, torch.Tensor):
         raise MeasureError(f"the model must return one tensor (the logits), it returned {type(out).__name__}")
-    return shapes, list(out.shape[1:])
+    shapes = {**getattr(module, "opless_shapes", {}), **shapes}
+    order = [name for name in getattr(module, "module_order", []) if name in shapes]
+    return {name: shapes[name] for name in order + [n for n in shapes if n not in order]}, list(out.shape[1:])
 
 
 def params_by_module(module: nn.Module) -> dict[str, int]:
@@ -183,13 +230,14 @@ def profile_program(ep: torch.export.ExportedProgram, input_shape: Sequence[int]
     torch.manual_seed(0)
     x1 = torch.randn(1, *shape).to(program_input(ep).dtype)
     total, trainable = count_params(ep)
+    audit = audit_program(ep)  # before running it: a training-mode BatchNorm1d fails at batch 1
     try:
         module = static_module(ep, x1)
     except Exception as exc:
-        raise MeasureError(
+        raise MeasureError(with_warnings(
             f"the model does not run on an input of shape {list(shape)} (batch 1): {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}"
-        ) from exc
+            f"{str(exc).splitlines()[0] if str(exc) else ''}", model_warnings(audit)
+        )) from exc
     with torch.no_grad():
         macs = count_macs(module, x1)
         flops = count_flops(module, x1)
@@ -207,6 +255,7 @@ def profile_program(ep: torch.export.ExportedProgram, input_shape: Sequence[int]
         "input_shape": list(shape),
         "architecture": architecture(ep),
         **precision_and_sparsity(ep),
+        **audit,
     }
 
 
