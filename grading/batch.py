@@ -17,7 +17,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -35,7 +35,16 @@ class Submission:
     student: str
     path: Path
     sha256: str
-    timestamp: datetime | None = None  # nbgrader's submitted/<student>/<id>/timestamp.txt
+    timestamp: datetime | None = None  # nbgrader's submitted/<student>/<id>/timestamp.txt; None: no time known
+    timestamp_problem: str | None = None  # what is wrong with that timestamp.txt (an nbgrader tree's submission only)
+
+    def timestamp_warning(self, results_dir: Path) -> str | None:
+        """The instructor's warning about this submission's timestamp.txt, or None."""
+        if self.timestamp_problem is None:
+            return None
+        return (f"{self.path.parent / 'timestamp.txt'} {self.timestamp_problem}: {self.student}'s submission is graded "
+                "and recorded without a submission time (nbgrader never counts it late). Fix the file, delete "
+                f"{results_dir / self.student}.json and run the same command again to record its time.")
 
 
 class BatchError(BadInput):
@@ -55,7 +64,7 @@ def find_submissions(spec: AssignmentSpec, directory: Path) -> list[Submission]:
         student_dir = path.parent.parent
         if path.name != spec.notebook.name and len(list(path.parent.glob("*.ipynb"))) > 1:
             continue  # extra notebooks beside the assignment's
-        found.append(Submission(student_dir.name, path, _sha256(path), _nbgrader_timestamp(path.parent)))
+        found.append(Submission(student_dir.name, path, _sha256(path), *read_timestamp(path.parent)))
     if not found:
         raise BatchError(f"no submissions in {directory}: expected <student>.ipynb files or an nbgrader submitted/ "
                          f"tree (<student>/{spec.id}/{spec.notebook.name})")
@@ -70,16 +79,27 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _nbgrader_timestamp(folder: Path) -> datetime | None:
-    stamp = folder / "timestamp.txt"
-    if not stamp.is_file():
-        return None
+def read_timestamp(folder: Path) -> tuple[datetime | None, str | None]:
+    """The submission time in nbgrader's timestamp.txt (`nbgrader collect` writes it; nbgrader's late penalties
+    compare it with the due date), as nbgrader reads it (UTC), and None; or None and what is wrong with the file
+    (missing, empty, unreadable, not a time). Never the time of grading: a submission without a readable time is
+    recorded without one, as nbgrader records a submission without timestamp.txt."""
     from nbgrader.utils import parse_utc
 
     try:
-        return parse_utc(stamp.read_text().strip())
+        text = (folder / "timestamp.txt").read_text().strip()
+    except FileNotFoundError:
+        return None, "is missing"
+    except (OSError, ValueError) as exc:  # ValueError: UnicodeDecodeError
+        return None, f"cannot be read ({getattr(exc, 'strerror', None) or exc})"
+    if not text:
+        return None, "is empty"
+    try:
+        return parse_utc(text), None
     except (ValueError, OverflowError):
-        return None
+        shown = text if len(text) <= 80 else text[:80] + "..."
+        return None, (f"holds {shown!r}, which is not a time (nbgrader's format: "
+                      "'2026-11-20 23:59:00.000000 UTC')")
 
 
 # workers ---------------------------------------------------------------------------------------------------------
@@ -200,6 +220,7 @@ class BatchReport:
     feedback_dir: Path
     course: Path
     wall_s: float
+    warnings: list[str] = field(default_factory=list)  # e.g. a timestamp.txt that gives no submission time
 
 
 def grade_batch(spec: AssignmentSpec, submissions_dir: Path, out: Path, workers: int | None = None,
@@ -232,6 +253,9 @@ def grade_batch(spec: AssignmentSpec, submissions_dir: Path, out: Path, workers:
     results_dir.mkdir(parents=True, exist_ok=True)
     remove_partial_writes(results_dir, feedback_dir)
     todo = [s for s in submissions if force or recorded[s.student] is None or s.student in changed]
+    warnings = [w for s in submissions if (w := s.timestamp_warning(results_dir))]
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     if threads is None and not scheduler:
         from harness.execute import cpu_threads
 
@@ -252,6 +276,9 @@ def grade_batch(spec: AssignmentSpec, submissions_dir: Path, out: Path, workers:
             outcome = _outcome(future, spec, submission)
             result = outcome["result"]
             result["run"]["submission_sha256"] = submission.sha256
+            if submission.timestamp_problem:  # on the feedback page too: the student knows no time was recorded
+                result["run"]["notes"].append(f"timestamp.txt {submission.timestamp_problem}: recorded without a "
+                                              "submission time")
             try:
                 nbcourse.record(spec, course, submission.student, result, outcome["executed"], submission.timestamp)
                 nbcourse.feedback(spec, course, submission.student, result,
@@ -273,7 +300,7 @@ def grade_batch(spec: AssignmentSpec, submissions_dir: Path, out: Path, workers:
             client.close()
     grades_csv = write_grades_csv(spec, course, results_dir, out / "grades.csv")
     return BatchReport(graded, len(submissions) - len(todo), len(changed & {s.student for s in todo}), results_dir,
-                       grades_csv, feedback_dir, course, round(time.monotonic() - started, 3))
+                       grades_csv, feedback_dir, course, round(time.monotonic() - started, 3), warnings)
 
 
 def course_for(submissions_dir: Path, out: Path) -> Path:

@@ -18,7 +18,7 @@ import os
 import shutil
 import sys
 import warnings
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -148,6 +148,8 @@ def gradebook(course: Path):
 def record(spec: AssignmentSpec, course: Path, student: str, result: dict, executed: dict | None,
            timestamp: datetime | None = None) -> None:
     """Write one graded submission into the course: autograded notebook + auto scores in the gradebook.
+    `timestamp`: the submission time (nbgrader's timestamp.txt); None records none (nbgrader never counts such a
+    submission late), never the time of grading.
 
     Idempotent: recording the same student again replaces the scores (a re-run after a crash, or --force)."""
     from sqlalchemy.exc import SAWarning
@@ -159,7 +161,7 @@ def record(spec: AssignmentSpec, course: Path, student: str, result: dict, execu
     with gradebook(course) as gb, warnings.catch_warnings():
         warnings.simplefilter("ignore", SAWarning)  # nbgrader's add_submission autoflush notices
         gb.update_or_create_student(student)
-        gb.update_or_create_submission(spec.id, student, timestamp=timestamp or datetime.now(timezone.utc))
+        gb.update_or_create_submission(spec.id, student, timestamp=timestamp)
         points = {c["id"]: c["points"] for c in result["checks"]}
         for grade in gb.find_submission_notebook(notebook_name, spec.id, student).grades:
             if grade.cell_type == "code" and grade.name in points:  # manual grades (markdown answers) stay
