@@ -21,7 +21,8 @@ EXAMPLES = {
                "  dlgrade profile 'reference:resnet18,width=0.5,blocks=(1,1,1,1)'\n"
                "  dlgrade profile dlgrade_out/model.pt2\n"
                "  dlgrade profile mymodels.py:make_model --input-shape 3,32,32",
-    "demo": "example:\n  dlgrade demo --out demo_out      (then open demo_out/index.html)",
+    "demo": "examples:\n  dlgrade demo --out demo_out      (then open demo_out/index.html)\n"
+            "  dlgrade demo --out demo_out --assignment ~/course/assignments/lab2 --assignment shapes_params",
     "backbone": "examples:\n  dlgrade backbone --out backbones/digits32_0to4_resnet18.pt\n"
                 "  dlgrade backbone --out bb.pt --epochs 15 --seed 1",
     "leaderboard": "examples:\n  dlgrade leaderboard graded/results --out graded/leaderboard\n"
@@ -187,19 +188,22 @@ def cmd_grade(args) -> int:
     print(format_batch_summary(report.graded, report.skipped))
     if report.regraded_changed:
         print(f"\n{report.regraded_changed} results graded with an older version of the assignment were regraded")
+    if report.warnings:
+        print(f"\n{len(report.warnings)} warning{'s' if len(report.warnings) > 1 else ''}:\n  "
+              + "\n  ".join(report.warnings))
     print(f"\n{len(report.graded)} graded in {report.wall_s:.0f} s. results {report.results_dir}, feedback "
           f"{report.feedback_dir}, grades {report.grades_csv}, gradebook {report.course / 'gradebook.db'}")
     return 0 if all(r["status"] == "graded" and r["score"] == r["max_score"] for r in report.graded) else 1
 
 
 def cmd_leaderboard(args) -> int:
-    from grading.leaderboard import format_console, load_results, write_leaderboard
+    from grading.leaderboard import format_console, results_assignment, write_leaderboard
     from harness.spec import load_spec
 
     results_dir = Path(args.results)
-    spec = load_spec(args.assignment or load_results(results_dir)[0]["assignment"])
+    spec = load_spec(args.assignment) if args.assignment else results_assignment(results_dir)
     files = write_leaderboard(spec, results_dir, Path(args.out))
-    print(format_console(files.table))
+    print(format_console(files.table, spec))
     print(f"\nleaderboard {files.html} (also .csv, .md)"
           + (f"; snapshot {files.snapshot}" if files.snapshot else "; unchanged since the last snapshot"))
     return 0
@@ -219,7 +223,7 @@ def cmd_backbone(args) -> int:
 def cmd_demo(args) -> int:
     from grading.demo import run_demo
 
-    return run_demo(Path(args.out), args.workers)
+    return run_demo(Path(args.out), args.workers, args.assignment)
 
 
 def positive_int(text: str) -> int:
@@ -232,6 +236,12 @@ def add_threads(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=positive_int, help="CPU threads of the measuring process (default: every "
                    "core available). The notebook always runs with the assignment's [limits] threads (default 1), "
                    "so that its training, and every verdict, is the same on any machine")
+
+
+def add_cache(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache", metavar="DIR", help="cache of the reference's calibrated times and pretrained backbones "
+                   "for this run (default: $DLGRADE_CACHE, else ~/.cache/dlgrade); created if missing. A directory "
+                   "shared by the runs of one account keeps one calibration per runner (docs/instructor.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -253,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="student mode: fast [selfcheck] parameters, hidden checks left out")
     p.add_argument("--data-dir", help="directory of a dataset that is not bundled (cifar10: holds cifar-10-batches-py)")
     add_threads(p)
+    add_cache(p)
 
     p = add("profile", "Parameters, MACs and activation shapes of a model, measured like a submission.",
             cmd_profile)
@@ -269,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_threads(p)
     p.add_argument("--runs", type=positive_int, help="runs of the reference; its times are their median "
                    "(default: [timing] runs, 3)")
+    add_cache(p)
 
     p = add("release", "Set up an nbgrader course directory and generate the student version of an assignment.",
             cmd_release)
@@ -287,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "a 2-thread kernel sharing the cores with another run spins idle threads, which inflates the CPU "
                    "time that the time checks compare)")
     p.add_argument("--data-dir", help="directory of a dataset that is not bundled (cifar10)")
+    add_cache(p)
 
     p = add("grade", "Grade a directory of submissions: results JSON, gradebook, feedback HTML, grades.csv.",
             cmd_grade)
@@ -307,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "else OUT/course)")
     p.add_argument("--data-dir", help="directory of a dataset that is not bundled (cifar10)")
     add_threads(p)
+    add_cache(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = add("leaderboard", "Rank the graded results of one assignment on size, accuracy and training time.",
@@ -321,16 +335,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive_int, help="training epochs (default 8)")
     p.add_argument("--seed", type=int, help="seed of the initial weights, batch order and augmentation (default 0)")
 
-    p = add("demo", "The whole pipeline on the bundled examples of every assignment, offline: grade, feedback, "
-            "grades CSV, leaderboard.", cmd_demo)
+    p = add("demo", "The whole pipeline on the example submissions of every bundled assignment (or of those given "
+            "with --assignment), offline: grade, feedback, grades CSV, leaderboard, each example against its "
+            "submissions/expected.toml.", cmd_demo)
     p.add_argument("--out", required=True, help="output directory (one folder per assignment, index.html)")
     p.add_argument("--workers", type=positive_int, help="local worker processes (default: one per core)")
+    p.add_argument("--assignment", action="append", metavar="ID_OR_DIR",
+                   help="the assignment whose examples to grade (an id, or a directory elsewhere with assignment.toml, "
+                   "submissions/*.ipynb and submissions/expected.toml); repeat for several (default: every assignment "
+                   "under assignments/)")
+    add_cache(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "cache", None):
+            from harness.cache import use_cache
+
+            use_cache(args.cache)  # as $DLGRADE_CACHE: the workers this command starts read it too
         return args.fn(args)
     except BadInput as exc:
         print(f"dlgrade {args.command}: {exc}", file=sys.stderr)
