@@ -96,7 +96,7 @@ def calibrate(spec: AssignmentSpec, parameters: dict, data_source: str | None = 
     if sharing:
         entry["runs_per_gpu"] = sharing
     key = calibration_key(spec, parameters, entry["device"], entry["torch"], entry["threads"], sharing)
-    write_json_atomic(cache_dir() / f"{key}.json", entry)
+    write_json_atomic(cache_dir() / f"{key}.json", entry, mode=0o664)  # a shared cache's group reads it
     return entry
 
 

@@ -87,12 +87,14 @@ def empty_metrics() -> dict:
             "unstructured_sparsity": None, "latency_device": None, "throughput_per_s": None, "throughput_batch": None}
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write to a temporary file in the same directory, fsync, rename: readers never see half a file."""
+def write_json_atomic(path: Path, data: dict, mode: int = 0o600) -> None:
+    """Write to a temporary file in the same directory, fsync, rename: readers never see half a file. `mode`: the
+    file's permissions (default: its owner only, as a student's result should be)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w") as out:
             json.dump(data, out, indent=1)
             out.flush()

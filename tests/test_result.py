@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from grading.batch import Submission, _outcome
 from grading.console import format_batch_summary
 from harness.errors import SpecError
-from harness.result import STATUSES, SubmissionResult, empty_metrics
+from harness.result import STATUSES, SubmissionResult, empty_metrics, write_json_atomic
 from harness.spec import load_spec
 
 
@@ -81,3 +82,12 @@ def test_every_key_of_a_measured_profile_is_declared_in_the_profile_type():
     assert set(profile) <= declared
     assert declared - set(profile) == {"accuracy", "accuracy_error", "latency_ms", "latency_device",
                                        "throughput_per_s", "throughput_batch", "backbone", "notes"}  # with data only
+
+
+def test_written_json_is_its_owners_unless_a_mode_shares_it(tmp_path):
+    write_json_atomic(tmp_path / "alice.json", {"score": 1})
+    write_json_atomic(tmp_path / "calibration.json", {"train_cpu_s": 1.0}, mode=0o664)
+    assert (tmp_path / "alice.json").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "calibration.json").stat().st_mode & 0o777 == 0o664
+    assert json.loads((tmp_path / "calibration.json").read_text()) == {"train_cpu_s": 1.0}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alice.json", "calibration.json"]  # no temporary file
