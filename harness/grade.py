@@ -297,8 +297,8 @@ def _no_submission(report: ExecutionReport) -> NotGraded:
     first_error = next((c for c in report.cells if c.error), None)
     if first_error is not None:
         return NotGraded("failed", "cell_error",
-                         f"{cell_text(report, first_error.index)} raised {error_text(first_error.error)} - so no "
-                         "model was submitted. Fix that cell, restart the kernel and run all cells.",
+                         f"{cell_text(report, first_error.index)} raised {error_text(first_error.error).rstrip('.')}"
+                         ". So no model was submitted: fix that cell, restart the kernel and run all cells.",
                          student_cell(report, first_error.index))
     return NotGraded("failed", "no_submission",
                      "the notebook never called harness.submit(model, example_input): keep the assignment's last "

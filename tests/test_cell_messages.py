@@ -21,7 +21,8 @@ def test_cuda_on_a_cpu_runner_names_the_cell_says_to_use_device_and_folds_the_fo
     message = result.error["message"]
     assert message.startswith('cell 2 ("import torch") raised RuntimeError: Found no NVIDIA driver on your system.')
     assert NO_GPU_HINT in message
-    assert message.endswith("- so no model was submitted. Fix that cell, restart the kernel and run all cells.")
+    assert message.endswith('device="cuda". So no model was submitted: fix that cell, restart the kernel and run all '
+                            "cells.")
     cell_notes = [n for n in result.notes if "raised" in n]
     assert len(cell_notes) == 3, result.notes
     assert cell_notes[0].startswith('cell 2 ("import torch") raised RuntimeError: Found no NVIDIA driver')
