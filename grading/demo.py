@@ -29,7 +29,7 @@ def demo_assignments(chosen: list[str] | None = None) -> list[AssignmentSpec]:
     if not chosen:
         return [load_spec(toml.parent) for toml in sorted(ASSIGNMENTS_DIR.glob("*/assignment.toml"))
                 if list((toml.parent / "submissions").glob("*.ipynb"))]
-    specs = [load_spec(Path(a).resolve() if Path(a, "assignment.toml").is_file() else a) for a in chosen]
+    specs = [load_spec(a) for a in chosen]
     for spec in specs:
         if not list(spec.submissions_dir.glob("*.ipynb")) or not (spec.submissions_dir / "expected.toml").is_file():
             raise BadInput(f"{spec.root}: the demo grades an assignment's examples: it needs submissions/*.ipynb and "

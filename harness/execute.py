@@ -102,8 +102,9 @@ class ExecutionReport:
 def execute(nb: nbformat.NotebookNode, box: Sandbox, limits: Limits, kernel_name: str,
             mask: list[Path] = (), device: str = "cpu", gpu_usage: GpuUsage | None = None) -> ExecutionReport:
     """Run `nb` in `box` with `limits.threads` CPU threads; `mask` are paths (held-out data sources) the kernel must
-    not be able to read. On a `device` "cuda" run, each cell's queued GPU work is waited for in that cell and the
-    tree's GPU memory is watched through `gpu_usage` (default NVML; a test passes its own reading)."""
+    not be able to read (made absolute here: the runner masks them after changing to the run's directory). On a
+    `device` "cuda" run, each cell's queued GPU work is waited for in that cell and the tree's GPU memory is watched
+    through `gpu_usage` (default NVML; a test passes its own reading)."""
     if gpu_usage is None and device.startswith("cuda"):
         gpu_usage = gpu_memory_by_pid
     started = time.monotonic()
@@ -113,7 +114,7 @@ def execute(nb: nbformat.NotebookNode, box: Sandbox, limits: Limits, kernel_name
     if uid is not None:
         box.hand_over(uid)
     runner.send({"notebook": nbformat.writes(nb), "kernel": kernel_name, "cell_timeout_s": limits.cell_timeout_s,
-                 "start_timeout_s": limits.start_timeout_s, "mask": [str(p) for p in mask],
+                 "start_timeout_s": limits.start_timeout_s, "mask": [os.path.abspath(p) for p in mask],
                  "workdir": str(box.work), "env": box.env(limits.threads), "stderr": str(stderr_path),
                  "kernel_user": uid, "staging": str(box.root / "staging"), "max_processes": limits.max_processes,
                  "max_file_bytes": int(limits.max_file_mb * 1024**2), "cpu_time_s": limits.cpu_seconds(device),

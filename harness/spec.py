@@ -54,9 +54,10 @@ class AssignmentSpec:
 
 
 def resolve(id_or_dir: str | Path) -> Path:
+    """The assignment's directory, absolute: the runner masks it from the kernel after changing directory."""
     path = Path(id_or_dir)
     if (path / "assignment.toml").is_file():
-        return path
+        return path.resolve()
     if (ASSIGNMENTS_DIR / str(id_or_dir) / "assignment.toml").is_file():
         return ASSIGNMENTS_DIR / str(id_or_dir)
     known = ", ".join(sorted(p.parent.name for p in ASSIGNMENTS_DIR.glob("*/assignment.toml")))

@@ -1,6 +1,10 @@
 """Accuracy on the held-out split, and proof that the student's kernel cannot read the held-out labels."""
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from harness.execute import Sandbox, cpu_threads, execute
@@ -90,3 +94,27 @@ def test_seeded_training_gives_the_same_accuracy_twice(tiny):
     assert first.status == second.status == "graded"
     assert first.metrics["accuracy"] == second.metrics["accuracy"]
     assert first.metrics["accuracy"] > 0.5  # it did learn: chance is 0.1
+
+
+@pytest.mark.parametrize("relative", [True, False])
+def test_a_mask_given_as_a_relative_path_hides_it_too(tmp_path, monkeypatch, relative):
+    """`dlgrade check NB --assignment ./my_lab` masks a relative path; the runner works in the run's directory, so
+    the path must be made absolute before it gets there (before, the kernel read the hidden notebook)."""
+    secret_dir = Path(tempfile.mkdtemp(prefix="dlgrade-secret-"))  # readable by any user, as a course checkout is
+    try:
+        secret_dir.chmod(0o755)
+        (secret_dir / "hidden.ipynb").write_text("hidden tests")
+        (secret_dir / "hidden.ipynb").chmod(0o644)
+        monkeypatch.chdir(secret_dir.parent)
+        probe = f"print(open({str(secret_dir / 'hidden.ipynb')!r}).read())"
+        nb = inject_parameters(notebook([probe], submit=None), {}, "dlgrade")
+        box = Sandbox.create()
+        try:
+            mask = [Path(secret_dir.name)] if relative else [secret_dir]
+            report = execute(nb, box, Limits(threads=cpu_threads()), "dlgrade", mask=mask)
+        finally:
+            box.remove()
+        errors = [c.error["ename"] for c in report.cells if c.error]
+        assert errors == ["FileNotFoundError"], report.cells  # an empty tmpfs lies over the directory
+    finally:
+        shutil.rmtree(secret_dir)
