@@ -24,7 +24,7 @@ from pathlib import Path
 
 import nbformat
 
-from harness import isolation
+from harness import bubblewrap, isolation
 from harness.processes import PR_SET_CHILD_SUBREAPER, kill_tree, prctl, tree_cpu_seconds
 from harness.zygote import exit_reason, fork, read_until_eof, serve
 
@@ -59,9 +59,12 @@ def _exit_requested(execute_reply: dict) -> bool:
     return any(item.get("source") == "ask_exit" for item in payload)
 
 
-def kernel_manager_for(uid: int | None):
-    """jupyter_client's kernel manager; for an unprivileged kernel, its connection file is handed to that user."""
+def kernel_manager_for(uid: int | None, wrap: dict | None = None):
+    """jupyter_client's kernel manager; for an unprivileged kernel, its connection file is handed to that user;
+    `wrap` ({"bwrap", "run_root", "masks", "gpu"}): the kernel runs inside bubblewrap, reached over unix sockets in
+    its runtime directory (harness/bubblewrap.py)."""
     from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
 
     class SandboxedKernelManager(AsyncKernelManager):
         def write_connection_file(self, **kwargs) -> None:
@@ -69,7 +72,23 @@ def kernel_manager_for(uid: int | None):
             if uid is not None:
                 os.chown(self.connection_file, uid, uid)
 
-    return SandboxedKernelManager
+    if wrap is None:
+        return SandboxedKernelManager
+
+    class BubblewrappedKernelManager(SandboxedKernelManager):
+        @default("transport")
+        def _default_transport(self):
+            return "ipc"
+
+        @default("ip")
+        def _default_ip(self):
+            return os.path.join(wrap["run_root"], "runtime", "kernel-ipc")
+
+        def format_kernel_cmd(self, extra_arguments=None) -> list[str]:
+            return bubblewrap.kernel_command(wrap["bwrap"], super().format_kernel_cmd(extra_arguments),
+                                             wrap["run_root"], wrap["masks"], wrap["gpu"])
+
+    return BubblewrappedKernelManager
 
 
 def output_capped_client(max_output_bytes: int):
@@ -96,7 +115,8 @@ def output_capped_client(max_output_bytes: int):
 
 
 def run(nb: nbformat.NotebookNode, kernel_name: str, cell_timeout_s: float, start_timeout_s: float,
-        max_output_bytes: int = 2**62, kernel_uid: int | None = None, sync_gpu: bool = False) -> dict:
+        max_output_bytes: int = 2**62, kernel_uid: int | None = None, sync_gpu: bool = False,
+        wrap: dict | None = None) -> dict:
     """Execute `nb`; `sync_gpu` (CUDA runs): each cell's queued GPU work counts in that cell (GPU_SYNC)."""
     from jupyter_client.kernelspec import NoSuchKernel
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -129,7 +149,7 @@ def run(nb: nbformat.NotebookNode, kernel_name: str, cell_timeout_s: float, star
     client = output_capped_client(max_output_bytes)(
         nb_man,
         kernel_name=kernel_name,
-        kernel_manager_class=kernel_manager_for(kernel_uid),
+        kernel_manager_class=kernel_manager_for(kernel_uid, wrap),
         timeout=cell_timeout_s,
         startup_timeout=start_timeout_s,
         allow_errors=True,  # a failing test cell costs its points, it does not stop grading
@@ -189,10 +209,11 @@ def run_child(job: dict, read_fd: int, report_fd: int) -> int:
     os.environ.update(job["env"])  # the kernel inherits it
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     logging.basicConfig(level=logging.ERROR)
-    sandbox, uid = isolate(job)
+    wrap = job.get("bubblewrap")
+    sandbox, uid = isolate_in_bubblewrap(job) if wrap else isolate(job)
     nb = nbformat.reads(job["notebook"], as_version=4)
     report = run(nb, job["kernel"], job["cell_timeout_s"], job["start_timeout_s"], job["max_output_bytes"], uid,
-                 job["sync_gpu"])
+                 job["sync_gpu"], wrap)
     kill_tree(os.getpid(), include_root=False)  # anything the kernel left behind
     report["notebook"] = nbformat.writes(report["notebook"])
     report["sandbox"] = sandbox
@@ -223,6 +244,14 @@ def isolate(job: dict) -> tuple[dict, int | None]:
     user = ("its own unprivileged user" if uid is not None else
             "none: the grader is not root" if job["kernel_user"] is None else mounts)
     return {"mounts": mounts, "network": network, "user": user}, uid
+
+
+def isolate_in_bubblewrap(job: dict) -> tuple[dict, None]:
+    """The kernel will start inside bubblewrap (kernel_manager_for): only the limits are set here."""
+    isolation.set_limits(job["max_processes"], job["max_file_bytes"], job["cpu_time_s"])
+    return {"mechanism": "bubblewrap", "mounts": "bubblewrap (host read-only, held-out data and grading state masked)",
+            "network": "bubblewrap network namespace (loopback only)",
+            "user": "none: the grader's uid in its own user and PID namespaces"}, None
 
 
 def kernel_needs(workdir: str) -> list[str]:
