@@ -95,7 +95,7 @@ class ExecutionReport:
     notebook: nbformat.NotebookNode | None = None
     peak_rss_gb: float = 0.0
     peak_gpu_gb: float | None = None  # None: GPU memory not watched (not a CUDA run)
-    sandbox: dict = field(default_factory=dict)  # {"mounts", "network", "user"}: harness.isolation
+    sandbox: dict = field(default_factory=dict)  # {"mechanism", "mounts", "network", "user"}: kernel_runner.isolate
     output_truncated_cell: int | None = None  # where the outputs passed max_output_mb
 
 
@@ -110,17 +110,15 @@ def execute(nb: nbformat.NotebookNode, box: Sandbox, limits: Limits, kernel_name
     started = time.monotonic()
     stderr_path = box.root / "runner.stderr"
     runner = zygote.shared(RUNNER)
-    uid = isolation.kernel_user()
-    wrap = None
-    if uid is None or os.environ.get("DLGRADE_SANDBOX") == "bubblewrap":  # the variable: tests, as root
-        bwrap, _ = bubblewrap.bwrap_path()
-        if bwrap:
-            uid, wrap = None, {"bwrap": bwrap, "run_root": str(box.root), "masks": [str(p) for p in mask],
-                               "gpu": device.startswith("cuda")}
+    mask = [os.path.abspath(p) for p in mask]
+    how, _ = isolation.mechanism()
+    uid = isolation.kernel_user() if how == "root" else None
+    wrap = {"bwrap": bubblewrap.bwrap_path()[0], "run_root": str(box.root), "masks": mask,
+            "needs": bubblewrap.kernel_needs(), "gpu": device.startswith("cuda")} if how == "bubblewrap" else None
     if uid is not None:
         box.hand_over(uid)
     runner.send({"notebook": nbformat.writes(nb), "kernel": kernel_name, "cell_timeout_s": limits.cell_timeout_s,
-                 "start_timeout_s": limits.start_timeout_s, "mask": [os.path.abspath(p) for p in mask],
+                 "start_timeout_s": limits.start_timeout_s, "mask": mask,
                  "workdir": str(box.work), "env": box.env(limits.threads), "stderr": str(stderr_path),
                  "kernel_user": uid, "staging": str(box.root / "staging"), "max_processes": limits.max_processes,
                  "max_file_bytes": int(limits.max_file_mb * 1024**2), "cpu_time_s": limits.cpu_seconds(device),

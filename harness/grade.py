@@ -98,9 +98,9 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
             result.run["gpu_peak_memory_gb"] = report.peak_gpu_gb
         result.executed = report.notebook
         result.run["sandbox"] = report.sandbox
-        if report.sandbox.get("mounts", "").startswith("none"):
-            result.notes.append(f"held-out data and assignment files were not hidden from the kernel "
-                                f"({report.sandbox['mounts']}); see docs/security.md")
+        if report.sandbox.get("mechanism") == "none":
+            result.notes.append(f"graded without a sandbox: held-out data, assignment files and grading state were "
+                                f"not hidden from the notebook ({report.sandbox['mounts']}); see docs/security.md")
         if report.output_truncated_cell is not None:
             result.notes.append(f"{cell_text(report, report.output_truncated_cell)} printed more than the "
                                 f"{spec.limits.max_output_mb:g} MB of output the grader keeps: later outputs were "

@@ -8,13 +8,16 @@ process before it starts the kernel. Each step says what it achieved, or why not
 - an unprivileged user of its own for the kernel (`KERNEL_UID_BASE` + the grading thread's id), so it cannot write
   grading state, signal or trace the runner, or count against another kernel's process limit;
 - resource limits inherited by the kernel (`set_limits`): processes/threads, file size, CPU time, no core dumps.
-The mount, network and user steps need root (CAP_SYS_ADMIN, CAP_SETUID); without it the kernel runs as the grader's
-user with the limits only.
+The mount, network and user steps need root (CAP_SYS_ADMIN, CAP_SETUID). A grader that is not root (or root in a
+container that forbids namespaces) puts the kernel in bubblewrap instead (`harness.bubblewrap`); `mechanism()`
+chooses, once per process. With neither, the kernel runs as the grader's user with the limits only, and a batch
+refuses to grade unless told `--no-sandbox`.
 """
 from __future__ import annotations
 
 import ctypes
 import fcntl
+import functools
 import os
 import resource
 import socket
@@ -49,6 +52,36 @@ def kernel_user() -> int | None:
     if os.geteuid() != 0 or not sys.platform.startswith("linux"):
         return None
     return KERNEL_UID_BASE + threading.get_native_id()
+
+
+@functools.lru_cache(maxsize=1)
+def mechanism() -> tuple[str, str]:
+    """How kernels are isolated on this machine: ("root", "") when the grader is root and may create mount and
+    network namespaces (a separate uid for the kernel, which bubblewrap cannot give); else ("bubblewrap", "") when
+    bwrap works here; else ("none", why neither). DLGRADE_SANDBOX=bubblewrap skips the root mechanism (tests)."""
+    from harness import bubblewrap
+
+    why_not_root = "the grader is not root" if kernel_user() is None else _namespaces_refused()
+    if os.environ.get("DLGRADE_SANDBOX") == "bubblewrap":
+        why_not_root = "DLGRADE_SANDBOX=bubblewrap"
+    if not why_not_root:
+        return "root", ""
+    bwrap, why_not_bwrap = bubblewrap.bwrap_path()
+    if bwrap:
+        return "bubblewrap", ""
+    return "none", f"{why_not_root}, and {why_not_bwrap}"
+
+
+def _namespaces_refused() -> str:
+    """Why this root process may not create mount and network namespaces ("" when it may), tried in a child."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os._exit(0 if private_mounts() is None and not isolate_network().startswith("none") else 1)
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    return "" if os.waitstatus_to_exitcode(status) == 0 else "namespaces are refused to root here (a container?)"
 
 
 def private_mounts() -> str | None:
@@ -112,11 +145,13 @@ def isolate_network() -> str:
     return "network namespace (loopback only)"
 
 
-def set_limits(max_processes: int, max_file_bytes: int, cpu_time_s: int) -> None:
+def set_limits(max_processes: int | None, max_file_bytes: int, cpu_time_s: int) -> None:
     """Resource limits for this process and the kernel it starts. RLIMIT_NPROC counts the processes and threads of
-    the kernel's user (root is exempt: it binds only the unprivileged kernel). No address-space limit: it breaks CUDA
-    initialisation; memory is enforced by the grader on the resident size of the whole process tree."""
-    resource.setrlimit(resource.RLIMIT_NPROC, (max_processes, max_processes))
+    the kernel's user (root is exempt: it binds only the unprivileged kernel; None: set inside bubblewrap instead).
+    No address-space limit: it breaks CUDA initialisation; memory is enforced by the grader on the resident size of
+    the whole process tree."""
+    if max_processes is not None:
+        resource.setrlimit(resource.RLIMIT_NPROC, (max_processes, max_processes))
     resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_time_s, cpu_time_s + 5))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

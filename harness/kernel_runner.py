@@ -61,7 +61,7 @@ def _exit_requested(execute_reply: dict) -> bool:
 
 def kernel_manager_for(uid: int | None, wrap: dict | None = None):
     """jupyter_client's kernel manager; for an unprivileged kernel, its connection file is handed to that user;
-    `wrap` ({"bwrap", "run_root", "masks", "gpu"}): the kernel runs inside bubblewrap, reached over unix sockets in
+    `wrap` ({"bwrap", "run_root", "masks", "needs", "gpu", "max_processes"}): the kernel runs inside bubblewrap, reached over unix sockets in
     its runtime directory (harness/bubblewrap.py)."""
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import default
@@ -86,7 +86,8 @@ def kernel_manager_for(uid: int | None, wrap: dict | None = None):
 
         def format_kernel_cmd(self, extra_arguments=None) -> list[str]:
             return bubblewrap.kernel_command(wrap["bwrap"], super().format_kernel_cmd(extra_arguments),
-                                             wrap["run_root"], wrap["masks"], wrap["gpu"])
+                                             wrap["run_root"], wrap["masks"], wrap["max_processes"], wrap["needs"],
+                                             wrap["gpu"])
 
     return BubblewrappedKernelManager
 
@@ -209,7 +210,7 @@ def run_child(job: dict, read_fd: int, report_fd: int) -> int:
     os.environ.update(job["env"])  # the kernel inherits it
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     logging.basicConfig(level=logging.ERROR)
-    wrap = job.get("bubblewrap")
+    wrap = job["bubblewrap"] and {**job["bubblewrap"], "max_processes": job["max_processes"]}
     sandbox, uid = isolate_in_bubblewrap(job) if wrap else isolate(job)
     nb = nbformat.reads(job["notebook"], as_version=4)
     report = run(nb, job["kernel"], job["cell_timeout_s"], job["start_timeout_s"], job["max_output_bytes"], uid,
@@ -243,15 +244,15 @@ def isolate(job: dict) -> tuple[dict, int | None]:
     # a kernel user that was asked for is dropped only when the mounts failed: the same "none: why"
     user = ("its own unprivileged user" if uid is not None else
             "none: the grader is not root" if job["kernel_user"] is None else mounts)
-    return {"mounts": mounts, "network": network, "user": user}, uid
+    held = uid is not None and not network.startswith("none")
+    return {"mechanism": "root" if held else "none", "mounts": mounts, "network": network, "user": user}, uid
 
 
 def isolate_in_bubblewrap(job: dict) -> tuple[dict, None]:
-    """The kernel will start inside bubblewrap (kernel_manager_for): only the limits are set here."""
-    isolation.set_limits(job["max_processes"], job["max_file_bytes"], job["cpu_time_s"])
-    return {"mechanism": "bubblewrap", "mounts": "bubblewrap (host read-only, held-out data and grading state masked)",
-            "network": "bubblewrap network namespace (loopback only)",
-            "user": "none: the grader's uid in its own user and PID namespaces"}, None
+    """The kernel will start inside bubblewrap (kernel_manager_for), which sets its process limit in its own user
+    namespace: only the other limits are set here."""
+    isolation.set_limits(None, job["max_file_bytes"], job["cpu_time_s"])
+    return bubblewrap.description(job["max_processes"]), None
 
 
 def kernel_needs(workdir: str) -> list[str]:

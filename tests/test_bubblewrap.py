@@ -1,23 +1,92 @@
-"""The kernel's bubblewrap command line (harness/bubblewrap.py): what is bound, masked and unshared."""
+"""The kernel's bubblewrap sandbox (harness/bubblewrap.py): the exact command line, and what a kernel inside it can
+reach (the hostile matrix runs inside it too, as an ordinary account: tests/test_hostile.py)."""
 from __future__ import annotations
 
-from harness.bubblewrap import kernel_command
+import ast
+import subprocess
+import sys
+
+import pytest
+
+from harness import bubblewrap
+from harness.bubblewrap import LIMIT_THEN_EXEC, kernel_command
 
 
-def test_the_run_is_bound_the_host_read_only_and_masks_cover_files_and_directories(tmp_path):
-    hidden_dir = tmp_path / "assignment"
-    hidden_dir.mkdir()
-    hidden_file = tmp_path / "digits.csv.gz"
+def test_only_the_system_what_the_kernel_runs_and_its_run_are_bound(tmp_path, monkeypatch):
+    (tmp_path / "usr").mkdir()
+    (tmp_path / "bin").symlink_to("usr/bin")
+    monkeypatch.setattr(bubblewrap, "SYSTEM_DIRS", (str(tmp_path / "usr"), str(tmp_path / "bin"),
+                                                    str(tmp_path / "lib32")))  # lib32: absent, skipped
+    venv = tmp_path / "venv"
+    hidden_dir = venv / "assignment"
+    hidden_dir.mkdir(parents=True)
+    hidden_file = venv / "digits.csv.gz"
     hidden_file.write_text("labels")
     run = "/tmp/dlgrade-run-x"
     command = kernel_command("/usr/bin/bwrap", ["python", "-m", "ipykernel_launcher", "-f", "k.json"], run,
-                             [str(hidden_dir), str(hidden_file), str(tmp_path / "absent")])
+                             [str(hidden_dir), str(hidden_file), str(venv / "absent"), str(tmp_path / "gradebook")],
+                             64, ["/opt/python", str(venv)])
     assert command == [
-        "/usr/bin/bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+        "/usr/bin/bwrap", "--ro-bind", f"{tmp_path}/usr", f"{tmp_path}/usr", "--symlink", "usr/bin", f"{tmp_path}/bin",
+        "--ro-bind", "/opt/python", "/opt/python", "--ro-bind", str(venv), str(venv),
+        "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
         "--bind", f"{run}/work", f"{run}/work", "--bind", f"{run}/out", f"{run}/out",
         "--bind", f"{run}/home", f"{run}/home", "--bind", f"{run}/tmp", f"{run}/tmp",
         "--bind", f"{run}/runtime", f"{run}/runtime", "--ro-bind", f"{run}/data", f"{run}/data",
         "--tmpfs", str(hidden_dir), "--remount-ro", str(hidden_dir),
         "--ro-bind", "/dev/null", str(hidden_file),
         "--unshare-all", "--die-with-parent", "--new-session", "--unsetenv", "JPY_PARENT_PID",
-        "--chdir", f"{run}/work", "--", "python", "-m", "ipykernel_launcher", "-f", "k.json"]
+        "--chdir", f"{run}/work", "--", sys.executable, "-c", LIMIT_THEN_EXEC, "64",
+        "python", "-m", "ipykernel_launcher", "-f", "k.json"]
+
+
+def test_the_kernel_needs_the_interpreter_the_venv_and_dlgrades_packages():
+    needs = bubblewrap.kernel_needs()
+    root = bubblewrap.os.path.dirname(bubblewrap.os.path.dirname(bubblewrap.__file__))
+    assert f"{root}/harness" in needs and f"{root}/reference" in needs
+    assert root not in needs  # the checkout itself (assignments, course directories) stays out
+    assert sys.prefix in needs and bubblewrap.os.path.realpath(sys.base_prefix) in needs
+
+
+PROBE = """
+import os, socket, sys
+def listing(path):
+    try:
+        return sorted(os.listdir(path))
+    except OSError as exc:
+        return type(exc).__name__
+try:
+    socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
+    network = "connected"
+except OSError as exc:
+    network = type(exc).__name__
+print(repr({"home": listing(sys.argv[2]), "run": listing(sys.argv[3]), "tmp": listing("/tmp"),
+            "hidden": listing(sys.argv[4]), "network": network, "pid": os.getpid()}))
+"""
+
+
+@pytest.mark.skipif(bubblewrap.bwrap_path()[0] is None, reason="bubblewrap cannot run here")
+def test_inside_the_grader_files_other_runs_and_the_network_are_out_of_reach(tmp_path):
+    """A real bwrap: the grader's home and sibling run directories are not there, the mask is empty, a server on
+    the grader's loopback is unreachable, and the process is pid 2 of its own PID namespace."""
+    import socket
+
+    run = tmp_path / "dlgrade-run-a"
+    for sub in (*bubblewrap.WRITABLE, "data"):
+        (run / sub).mkdir(parents=True)
+    (tmp_path / "dlgrade-run-b").mkdir()  # another student's run
+    course = tmp_path / "course"  # bound (like the venv), with a masked directory in it
+    hidden = course / "assignment"
+    hidden.mkdir(parents=True)
+    (hidden / "solution.ipynb").write_text("{}")
+    home = tmp_path / "grader-home"
+    (home / ".ssh").mkdir(parents=True)
+    server = socket.create_server(("127.0.0.1", 0))
+    argv = [sys.executable, "-c", PROBE, str(server.getsockname()[1]), str(home), str(tmp_path), str(hidden)]
+    command = kernel_command(bubblewrap.bwrap_path()[0], argv, str(run), [str(hidden)], 64,
+                             [*bubblewrap.kernel_needs(), str(course)])
+    seen = ast.literal_eval(subprocess.run(command, capture_output=True, text=True, check=True, timeout=60).stdout)
+    server.close()
+    tmp = [run.relative_to("/tmp").parts[0]] if run.is_relative_to("/tmp") else []  # the way down to the run
+    assert seen == {"home": "FileNotFoundError", "run": ["course", "dlgrade-run-a"], "tmp": tmp, "hidden": [],
+                    "network": "ConnectionRefusedError", "pid": 2}
