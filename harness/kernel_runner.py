@@ -61,8 +61,8 @@ def _exit_requested(execute_reply: dict) -> bool:
 
 def kernel_manager_for(uid: int | None, wrap: dict | None = None):
     """jupyter_client's kernel manager; for an unprivileged kernel, its connection file is handed to that user;
-    `wrap` ({"bwrap", "run_root", "masks", "needs", "gpu", "max_processes"}): the kernel runs inside bubblewrap, reached over unix sockets in
-    its runtime directory (harness/bubblewrap.py)."""
+    `wrap` ({"bwrap", "run_root", "masks", "needs", "gpu", "max_processes"}): the kernel runs inside bubblewrap,
+    reached over unix sockets in its runtime directory (harness/bubblewrap.py)."""
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import default
 
