@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dlgrade-installed
 
-.PHONY: setup test test-fast lint demo bench gpu-check clean wheelhouse install-offline
+.PHONY: setup test test-fast lint demo bench gpu-check clean wheelhouse install-offline image
 
 setup: $(STAMP)
 
@@ -67,3 +67,7 @@ install-offline:
 
 clean:
 	rm -rf $(VENV) demo_out dlgrade_out .pytest_cache
+
+# The CPU image (docs/containers.md); Podman: `podman build -t dlgrade:cpu .`
+image:
+	docker build -t dlgrade:cpu .

@@ -14,6 +14,7 @@ import concurrent.futures
 import hashlib
 import multiprocessing
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from harness import isolation
 from harness.assets import prepare_assignment
 from harness.devices import visible_gpus, worker_gpus
 from harness.errors import BadInput, DlgradeError, InternalError
@@ -45,6 +47,9 @@ class Submission:
         return (f"{self.path.parent / 'timestamp.txt'} {self.timestamp_problem}: {self.student}'s submission is graded "
                 "and recorded without a submission time (nbgrader never counts it late). Fix the file, delete "
                 f"{results_dir / self.student}.json and run the same command again to record its time.")
+
+
+SLURM_START_S = 1800  # how long the first Slurm worker job may wait in the queue
 
 
 class BatchError(BadInput):
@@ -105,7 +110,8 @@ def read_timestamp(folder: Path) -> tuple[datetime | None, str | None]:
 # workers ---------------------------------------------------------------------------------------------------------
 
 def grade_task(notebook: bytes, name: str, assignment_root: str, assignment_hash: str, threads: int | None,
-               data_source: str | None, runs_per_gpu: int | None = None, assets: Assets | None = None) -> dict:
+               data_source: str | None, runs_per_gpu: int | None = None, assets: Assets | None = None,
+               no_sandbox: bool = False) -> dict:
     """Runs on a worker: grade one submission (its bytes: no shared filesystem needed for submissions). Raises
     DlgradeError only: bad input found here (the assignment differs from the coordinator's, a dataset is missing)
     as it is, any other exception as InternalError with its traceback: both stop the batch."""
@@ -121,8 +127,9 @@ def grade_task(notebook: bytes, name: str, assignment_root: str, assignment_hash
         with tempfile.TemporaryDirectory(prefix="dlgrade-submission-") as tmp:
             path = Path(tmp) / f"{name}.ipynb"
             path.write_bytes(notebook)
-            if assets is None:  # a Dask worker: prepared on this machine before the batch (prepare_worker): cached
-                assets = prepare_worker(assignment_root, data_source, runs_per_gpu)
+            if assets is None:  # a Dask worker, maybe one that joined after prepare_worker ran: checked here too
+                require_sandbox(no_sandbox)
+                assets = prepare_assignment(spec, data_source=data_source, runs_per_gpu=runs_per_gpu)
             result = grade_one(path, spec, submission=name, threads=threads or _dask_threads(),
                                data_source=data_source, runs_per_gpu=runs_per_gpu, assets=assets)
         return {"result": result.to_json(), "executed": result.executed}
@@ -173,7 +180,7 @@ def local_executor(gpus: list[str | None]) -> concurrent.futures.Executor:
                                                   initargs=(slots,))
 
 
-def dask_executor(address: str, runs_per_gpu: int | None):
+def dask_executor(address: str, runs_per_gpu: int | None, wait_s: float = 60):
     """An executor on a Dask cluster whose GPU workers are pinned: each sees exactly one GPU and says so with a
     `GPU` resource (`dask worker --resources GPU=1`, CUDA_VISIBLE_DEVICES set per worker: docs/instructor.md); each
     task then takes 1/runs_per_gpu of it. Workers without GPUs take tasks as before (one per worker thread)."""
@@ -181,7 +188,11 @@ def dask_executor(address: str, runs_per_gpu: int | None):
 
     client = Client(address, set_as_default=False)
     try:
-        client.wait_for_workers(1, timeout=60)
+        try:
+            client.wait_for_workers(1, timeout=wait_s)
+        except TimeoutError:
+            raise BatchError(f"no Dask worker joined {address} within {wait_s:g} s (Slurm jobs: see `squeue --me` "
+                             "and their logs); nothing was graded") from None
         workers = client.scheduler_info()["workers"]
         gpus = client.run(visible_gpus)
         check_dask_workers({a: (gpus.get(a, []), w.get("resources", {})) for a, w in workers.items()})
@@ -226,19 +237,24 @@ class BatchReport:
 def grade_batch(spec: AssignmentSpec, submissions_dir: Path, out: Path, workers: int | None = None,
                 scheduler: str | None = None, force: bool = False, threads: int | None = None,
                 course: Path | None = None, data_source: str | None = None, progress: bool = True,
-                regrade_changed: bool = False, runs_per_gpu: int | None = None) -> BatchReport:
+                regrade_changed: bool = False, runs_per_gpu: int | None = None,
+                no_sandbox: bool = False, slurm_jobs: int | None = None) -> BatchReport:
     """`force`: grade every submission again; `regrade_changed`: those recorded under an older version of the
     assignment (without either, such results stop the batch before it starts: never two rule sets in one run).
-    `workers`: local worker processes, by default one per visible GPU (times `runs_per_gpu`), else 1."""
+    `workers`: local worker processes, by default one per visible GPU (times `runs_per_gpu`), else 1.
+    `no_sandbox`: grade even where kernels cannot be sandboxed (refused otherwise, on every worker's machine).
+    `slurm_jobs`: workers started as that many Slurm jobs (grading/slurm.py) instead of local ones."""
     from grading import course as nbcourse
     from grading.grades_csv import write_grades_csv
 
     started = time.monotonic()
     out = Path(out).resolve()
-    if not scheduler:  # Dask workers run elsewhere: their GPUs are checked by dask_executor
+    remote = bool(scheduler or slurm_jobs)
+    if not remote:  # Dask workers run elsewhere: dask_executor checks their GPUs, prepare_worker their sandbox
+        require_sandbox(no_sandbox)
         worker_gpus(workers, runs_per_gpu, visible_gpus())  # refuses too many workers before anything runs
         prepare_device(spec)  # a kernel in the sandbox can use the GPUs, else the CPU loudly, or refuse
-    gpus = [] if scheduler else worker_gpus(workers, runs_per_gpu, visible_gpus())
+    gpus = [] if remote else worker_gpus(workers, runs_per_gpu, visible_gpus())
     submissions = find_submissions(spec, submissions_dir)
     results_dir, feedback_dir = out / "results", out / "feedback"
     recorded = {s.student: recorded_result(results_dir, s) for s in submissions}
@@ -256,21 +272,35 @@ def grade_batch(spec: AssignmentSpec, submissions_dir: Path, out: Path, workers:
     warnings = [w for s in submissions if (w := s.timestamp_warning(results_dir))]
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
-    if threads is None and not scheduler:
+    if threads is None and not remote:
         from harness.execute import cpu_threads
 
         threads = cpu_threads(len(gpus))
     # the assets step, before any student runs: here for local workers, on every Dask worker's machine for a cluster
-    assets = prepare_assignment(spec, data_source=data_source, runs_per_gpu=runs_per_gpu) if todo and not scheduler \
+    assets = prepare_assignment(spec, data_source=data_source, runs_per_gpu=runs_per_gpu) if todo and not remote \
         else None
     graded = []
-    client, executor = dask_executor(scheduler, runs_per_gpu) if scheduler else (None, local_executor(gpus))
+    cluster = None
+    if slurm_jobs and todo:
+        from grading.slurm import start_cluster
+
+        cluster = start_cluster(spec, slurm_jobs, out)
+        scheduler = cluster.scheduler_address
+        print(f"submitted {slurm_jobs} Slurm worker job{'s' if slurm_jobs != 1 else ''} (logs in {out}/slurm-logs); "
+              "grading starts when the first one runs", file=sys.stderr, flush=True)
+    try:
+        client, executor = dask_executor(scheduler, runs_per_gpu, SLURM_START_S if cluster else 60) \
+            if scheduler else (None, local_executor(gpus))
+    except BaseException:
+        if cluster is not None:
+            cluster.close()
+        raise
     if client is not None and todo:
-        client.run(prepare_worker, str(spec.root), data_source, runs_per_gpu)
+        client.run(prepare_worker, str(spec.root), data_source, runs_per_gpu, no_sandbox)
     bar = _progress(len(todo), progress)
     try:
         futures = {executor.submit(grade_task, s.path.read_bytes(), s.student, str(spec.root), spec.hash, threads,
-                                   data_source, runs_per_gpu, assets): s for s in todo}
+                                   data_source, runs_per_gpu, assets, no_sandbox): s for s in todo}
         for future in concurrent.futures.as_completed(futures):
             submission = futures[future]
             outcome = _outcome(future, spec, submission)
@@ -298,6 +328,8 @@ def grade_batch(spec: AssignmentSpec, submissions_dir: Path, out: Path, workers:
         else:  # Dask's executor cannot cancel on shutdown: closing the client releases its tasks
             executor.shutdown(wait=False)
             client.close()
+        if cluster is not None:  # cancels its Slurm jobs
+            cluster.close()
     grades_csv = write_grades_csv(spec, course, results_dir, out / "grades.csv")
     return BatchReport(graded, len(submissions) - len(todo), len(changed & {s.student for s in todo}), results_dir,
                        grades_csv, feedback_dir, course, round(time.monotonic() - started, 3), warnings)
@@ -334,8 +366,21 @@ def remove_partial_writes(*directories: Path) -> None:
                 tmp.unlink(missing_ok=True)
 
 
-def prepare_worker(assignment_root: str, data_source: str | None, runs_per_gpu: int | None) -> Assets:
-    """The assets step on a Dask worker's machine (its GPU, its cache): run on every worker before the batch."""
+def require_sandbox(no_sandbox: bool) -> str:
+    """How this machine sandboxes kernels (harness.isolation.mechanism); with no way to, refuse unless `no_sandbox`."""
+    how, why = isolation.mechanism()
+    if how == "none" and not no_sandbox:
+        raise BatchError(f"student notebooks cannot be sandboxed on {socket.gethostname()}: {why}. Install "
+                         "bubblewrap (Debian/Ubuntu: apt install bubblewrap) or grade as root; or pass --no-sandbox "
+                         "to grade without a sandbox (each result will say so; docs/security.md)")
+    return how
+
+
+def prepare_worker(assignment_root: str, data_source: str | None, runs_per_gpu: int | None,
+                   no_sandbox: bool = False) -> Assets:
+    """The sandbox check and the assets step on a Dask worker's machine (its GPU, its cache): run on every worker
+    before the batch."""
+    require_sandbox(no_sandbox)
     return prepare_assignment(load_spec(assignment_root), data_source=data_source, runs_per_gpu=runs_per_gpu)
 
 

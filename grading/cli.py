@@ -33,7 +33,8 @@ EXAMPLES = {
     "grade": "examples:\n  dlgrade grade shapes_params submissions/ --out graded --workers 2\n"
              "  dlgrade grade lab1_pytorch_intro course/submitted --out graded    (an nbgrader course's submissions)\n"
              "  dlgrade grade lab1_pytorch_intro course/submitted --out graded --scheduler tcp://10.0.0.5:8786\n"
-             "  dlgrade grade project1_size_accuracy_time submitted/ --out graded --runs-per-gpu 2   (GPU server)",
+             "  dlgrade grade project1_size_accuracy_time submitted/ --out graded --runs-per-gpu 2   (GPU server)\n"
+             "  dlgrade grade lab1_pytorch_intro course/submitted --out graded --slurm 8     (8 Slurm worker jobs)",
     "validate": "examples:\n  dlgrade validate lab1_transfer\n  dlgrade validate path/to/my_assignment      "
                 "(prints every problem of assignment.toml and the notebooks; exit 2 if any)",
     "audit": "examples:\n  dlgrade audit lab1_transfer                 (seeds 0-3 x kernel threads 1 and 2)\n"
@@ -179,12 +180,14 @@ def cmd_grade(args) -> int:
     from grading.console import format_batch_summary
     from harness.spec import load_spec
 
+    if args.slurm and (args.scheduler or args.workers):
+        raise UsageError("--slurm starts its own workers as Slurm jobs: leave out --scheduler and --workers")
     spec = load_spec(args.assignment)
     report = grade_batch(spec, Path(args.submissions), Path(args.out), workers=args.workers,
                          scheduler=args.scheduler, force=args.force, regrade_changed=args.regrade_changed,
                          threads=args.threads, runs_per_gpu=args.runs_per_gpu,
                          course=Path(args.course) if args.course else None, data_source=args.data_dir,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, no_sandbox=args.no_sandbox, slurm_jobs=args.slurm)
     print(format_batch_summary(report.graded, report.skipped))
     if report.regraded_changed:
         print(f"\n{report.regraded_changed} results graded with an older version of the assignment were regraded")
@@ -313,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let N runs share each GPU (default 1: more workers than GPUs are refused); recorded in "
                    "every result and shown next to its time ratio, and the reference is timed under the same sharing")
     p.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler (tcp://host:8786) instead of local workers")
+    p.add_argument("--slurm", type=positive_int, metavar="JOBS", help="start JOBS Slurm jobs as the workers "
+                   "(dask-jobqueue; partition, account, walltime, GPUs from its jobqueue.slurm configuration: "
+                   "docs/instructor.md); cancelled when the batch ends")
     p.add_argument("--force", action="store_true", help="grade again submissions that are already recorded")
     p.add_argument("--regrade-changed", action="store_true", help="grade again the results recorded with an older "
                    "version of the assignment (its assignment.toml, notebooks or dlgrade changed)")
@@ -322,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_threads(p)
     add_cache(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-sandbox", action="store_true", help="grade even where student notebooks cannot be "
+                   "sandboxed (not root and no working bubblewrap: refused without this); every such result says so")
 
     p = add("leaderboard", "Rank the graded results of one assignment on size, accuracy and training time.",
             cmd_leaderboard)

@@ -5,7 +5,8 @@ directory (TCP cannot cross the kernel's own network namespace). What the kernel
 (an allow-list, not the host with holes in it):
 - the system directories (/usr, /etc, /lib...) and what the kernel runs (the interpreter, the venv, dlgrade's
   `harness` and `reference` packages) read-only, a fresh /dev and /proc, an empty /tmp;
-- its run's `work/ out/ home/ tmp/ runtime/` writable and `data/` read-only, nothing else of the run;
+- its run's `work/ out/ home/ tmp/ runtime/` writable and `data/` read-only, nothing else of the run; everything
+  else read-only, bubblewrap's own root and /tmp included (a tmpfs is memory the process tree limit does not see);
 - no home directory of the grader, no other run, no gradebook, results, submissions or caches: they are not there;
 - held-out data sources and the assignment directory masked where they lie inside what is bound (an empty
   read-only tmpfs over directories, /dev/null over files);
@@ -25,7 +26,8 @@ import shutil
 import subprocess
 import sys
 
-SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/sys")
+# /.singularity.d: Apptainer's --nv puts the host's NVIDIA driver libraries in /.singularity.d/libs
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/sys", "/.singularity.d")
 KERNEL_PACKAGES = ("harness", "reference")  # what submitted notebooks import from dlgrade
 WRITABLE = ("work", "out", "home", "tmp", "runtime")  # of the run's directory; `data` is bound read-only
 # run inside the sandbox, before the kernel: the process limit then binds the sandbox's user namespace only
@@ -39,7 +41,10 @@ def bwrap_path() -> tuple[str | None, str]:
     path = shutil.which("bwrap")
     if path is None:
         return None, "bubblewrap is not installed (Debian/Ubuntu: apt install bubblewrap)"
-    probe = subprocess.run([path, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"],
+    # the kernel's own mounts and namespaces: a container that masks /proc passes a plainer probe, then every
+    # kernel would fail to start and each student would be recorded as crashed
+    probe = subprocess.run([path, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+                            "--unshare-all", "--die-with-parent", "--new-session", "true"],
                            capture_output=True, text=True, timeout=30)
     if probe.returncode != 0:
         return None, (f"bubblewrap cannot create namespaces here ({probe.stderr.strip() or probe.returncode}): "
@@ -83,6 +88,7 @@ def kernel_command(bwrap: str, argv: list[str], run_root: str, masks: list[str],
     if gpu:  # the minimal /dev has no GPU nodes
         for node in sorted(glob.glob("/dev/nvidia*")):
             command += ["--dev-bind", node, node]
+    command += ["--remount-ro", "/tmp", "--remount-ro", "/"]  # no unbounded tmpfs to fill (not counted as memory)
     command += ["--unshare-all", "--die-with-parent", "--new-session",
                 # ipykernel's parent poller exits when its parent is pid 1, which bwrap's init always is
                 "--unsetenv", "JPY_PARENT_PID",

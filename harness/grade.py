@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import shutil
 import time
 from datetime import datetime, timezone
@@ -68,6 +69,8 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
     result = SubmissionResult(spec.id, submission or notebook.stem, "graded", None, [], empty_metrics(),
                               {"wall_s": None, "device": None, "torch": None, "started": started,
                                "assignment_hash": spec.hash})
+    if os.environ.get("SLURM_JOB_ID"):  # a worker started by `dlgrade grade --slurm`: which job graded it
+        result.run["slurm_job_id"] = os.environ["SLURM_JOB_ID"]
     threads = threads or cpu_threads()
     box = Sandbox.create()
     report = None

@@ -85,6 +85,9 @@ def kernel_manager_for(uid: int | None, wrap: dict | None = None):
             return os.path.join(wrap["run_root"], "runtime", "kernel-ipc")
 
         def format_kernel_cmd(self, extra_arguments=None) -> list[str]:
+            # a signal would reach bwrap, not the kernel in its own session and PID namespace: ask ipykernel to
+            # interrupt itself (a control message) when a cell times out
+            self.kernel_spec.interrupt_mode = "message"
             return bubblewrap.kernel_command(wrap["bwrap"], super().format_kernel_cmd(extra_arguments),
                                              wrap["run_root"], wrap["masks"], wrap["max_processes"], wrap["needs"],
                                              wrap["gpu"])

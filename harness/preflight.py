@@ -2,9 +2,9 @@
 namespaces, its scrubbed environment) can allocate on each GPU the runs will use.
 
 The grader seeing a GPU is not enough: the kernel runs as its own user without supplementary groups (device nodes
-`0660 root:video` are closed to it) and without the grader's environment (a driver found only through
-`LD_LIBRARY_PATH` is not found). Then every notebook would crash on its first CUDA call while `device = "cuda"` is
-injected into it. So each command that grades runs a one-cell probe notebook through `harness.execute` first, and:
+`0660 root:video` are closed to it) and sees the sandbox's view of the file system. Then every notebook would
+crash on its first CUDA call while `device = "cuda"` is injected into it. So each command that grades runs a
+one-cell probe notebook through `harness.execute` first, and:
 
 - `[runner] device = "cuda"` (the assignment needs a GPU): a failed probe refuses the command (exit 2), naming why;
 - `"auto"` (the default): a failed probe falls back to CPU loudly (a warning now, a note in every result);
@@ -15,7 +15,6 @@ workers it starts) sees no GPU, and `DLGRADE_GPU_FALLBACK` carries the reason in
 """
 from __future__ import annotations
 
-import ctypes.util
 import dataclasses
 import os
 import stat
@@ -103,8 +102,7 @@ def kernel_gpu_problem(spec, gpu: str | None) -> str | None:
     return "; ".join([*causes, f"the kernel's CUDA call failed with {said}"])
 
 
-def diagnose(gpu: str | None, kernel_uid: int | None, dev: Path = Path("/dev"),
-             ld_library_path: str | None = None) -> list[str]:
+def diagnose(gpu: str | None, kernel_uid: int | None, dev: Path = Path("/dev")) -> list[str]:
     """What on this machine keeps a sandboxed kernel from the GPU, each cause with its fix (the grader's view)."""
     causes = []
     visible = os.environ.get("CUDA_VISIBLE_DEVICES") if gpu is None else gpu
@@ -121,10 +119,4 @@ def diagnose(gpu: str | None, kernel_uid: int | None, dev: Path = Path("/dev"),
                 causes.append(f"{node} is {stat.filemode(mode)[1:]} ({oct(mode & 0o777)}): the kernel's own user "
                               f"(uid {kernel_uid}, no groups) cannot open it; make the NVIDIA device nodes "
                               "world read-writable (the driver's default, NVreg_DeviceFileMode=0666)")
-    if ctypes.util.find_library("cuda") is None:
-        search = ld_library_path if ld_library_path is not None else os.environ.get("LD_LIBRARY_PATH", "")
-        found = [d for d in search.split(":") if d and (Path(d) / "libcuda.so.1").exists()]
-        if found:
-            causes.append(f"the driver library libcuda.so.1 is found only through LD_LIBRARY_PATH ({found[0]}), "
-                          "which the sandbox does not pass to the kernel: register that directory with ldconfig")
     return causes

@@ -22,7 +22,7 @@ def prctl(option: int, value: int) -> None:
 
 def scrubbed_env(home: str | Path, tmp: str | Path, threads: int) -> dict[str, str]:
     """The environment of every process the grader starts: nothing of the grader's own (tokens, paths to grading
-    state) leaks in; only the GPU this worker is pinned to and a pinned CPU thread count."""
+    state) leaks in; only the GPU this worker is pinned to, the library path and a pinned CPU thread count."""
     env = {
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
         "HOME": str(home),
@@ -37,8 +37,11 @@ def scrubbed_env(home: str | Path, tmp: str | Path, threads: int) -> dict[str, s
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
     }
-    if "CUDA_VISIBLE_DEVICES" in os.environ:
-        env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
+    # where the CUDA driver and toolkit libraries are: a cluster's `module load cuda`, Apptainer's --nv
+    # (/.singularity.d/libs) put them only on LD_LIBRARY_PATH
+    for name in ("CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH"):
+        if name in os.environ:
+            env[name] = os.environ[name]
     return env
 
 

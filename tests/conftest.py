@@ -2,6 +2,7 @@
 process)."""
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -69,7 +70,6 @@ def nbgrader_test_cell(source: str, grade_id: str, points: float = 1):
 @pytest.fixture(autouse=True, scope="session")
 def private_calibration_cache(tmp_path_factory):
     """Tests never read or write the user's ~/.cache/dlgrade: reference timings are calibrated once per session."""
-    import os
 
     os.environ["DLGRADE_CACHE"] = str(tmp_path_factory.mktemp("dlgrade-cache"))
 
@@ -110,3 +110,16 @@ def browser():
 
     with open_browser() as driver:
         yield driver
+
+
+@pytest.fixture(scope="session")
+def ordinary_account():
+    """An unprivileged account that can run this checkout (tests/accounts.py): for tests that grade as one."""
+    from tests.accounts import ensure_account, open_the_way, restore_modes
+
+    if os.geteuid() != 0:
+        pytest.skip("the suite already runs as an ordinary user, so every test grades as one")
+    account = ensure_account()
+    changed = open_the_way()
+    yield account
+    restore_modes(changed)

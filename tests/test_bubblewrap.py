@@ -3,6 +3,8 @@ reach (the hostile matrix runs inside it too, as an ordinary account: tests/test
 from __future__ import annotations
 
 import ast
+import os
+import shutil
 import subprocess
 import sys
 
@@ -34,7 +36,7 @@ def test_only_the_system_what_the_kernel_runs_and_its_run_are_bound(tmp_path, mo
         "--bind", f"{run}/home", f"{run}/home", "--bind", f"{run}/tmp", f"{run}/tmp",
         "--bind", f"{run}/runtime", f"{run}/runtime", "--ro-bind", f"{run}/data", f"{run}/data",
         "--tmpfs", str(hidden_dir), "--remount-ro", str(hidden_dir),
-        "--ro-bind", "/dev/null", str(hidden_file),
+        "--ro-bind", "/dev/null", str(hidden_file), "--remount-ro", "/tmp", "--remount-ro", "/",
         "--unshare-all", "--die-with-parent", "--new-session", "--unsetenv", "JPY_PARENT_PID",
         "--chdir", f"{run}/work", "--", sys.executable, "-c", LIMIT_THEN_EXEC, "64",
         "python", "-m", "ipykernel_launcher", "-f", "k.json"]
@@ -60,15 +62,23 @@ try:
     network = "connected"
 except OSError as exc:
     network = type(exc).__name__
+def write(path):
+    try:
+        open(path, "w").write("x")
+        return "written"
+    except OSError as exc:
+        return exc.strerror
 print(repr({"home": listing(sys.argv[2]), "run": listing(sys.argv[3]), "tmp": listing("/tmp"),
+            "writes": [write(p) for p in ("/gradebook.db", "/tmp/x", sys.argv[5] + "/x", sys.argv[6] + "/x")],
             "hidden": listing(sys.argv[4]), "network": network, "pid": os.getpid()}))
 """
 
 
 @pytest.mark.skipif(bubblewrap.bwrap_path()[0] is None, reason="bubblewrap cannot run here")
 def test_inside_the_grader_files_other_runs_and_the_network_are_out_of_reach(tmp_path):
-    """A real bwrap: the grader's home and sibling run directories are not there, the mask is empty, a server on
-    the grader's loopback is unreachable, and the process is pid 2 of its own PID namespace."""
+    """A real bwrap: the grader's home and sibling run directories are not there, the mask is empty, only the run's
+    writable directories take writes, a server on the grader's loopback is unreachable, and the process is pid 2
+    of its own PID namespace."""
     import socket
 
     run = tmp_path / "dlgrade-run-a"
@@ -82,11 +92,52 @@ def test_inside_the_grader_files_other_runs_and_the_network_are_out_of_reach(tmp
     home = tmp_path / "grader-home"
     (home / ".ssh").mkdir(parents=True)
     server = socket.create_server(("127.0.0.1", 0))
-    argv = [sys.executable, "-c", PROBE, str(server.getsockname()[1]), str(home), str(tmp_path), str(hidden)]
+    argv = [sys.executable, "-c", PROBE, str(server.getsockname()[1]), str(home), str(tmp_path), str(hidden),
+            str(run / "work"), str(run / "data")]
     command = kernel_command(bubblewrap.bwrap_path()[0], argv, str(run), [str(hidden)], 64,
                              [*bubblewrap.kernel_needs(), str(course)])
     seen = ast.literal_eval(subprocess.run(command, capture_output=True, text=True, check=True, timeout=60).stdout)
     server.close()
     tmp = [run.relative_to("/tmp").parts[0]] if run.is_relative_to("/tmp") else []  # the way down to the run
     assert seen == {"home": "FileNotFoundError", "run": ["course", "dlgrade-run-a"], "tmp": tmp, "hidden": [],
+                    "writes": ["Read-only file system", "Read-only file system", "written", "Read-only file system"],
                     "network": "ConnectionRefusedError", "pid": 2}
+
+
+@pytest.mark.slow
+def test_an_ordinary_user_without_bubblewrap_is_refused_unless_no_sandbox(ordinary_account):
+    """Not root and no bwrap on PATH: `dlgrade grade` refuses before grading anything; with --no-sandbox it grades
+    and the result records that no sandbox held."""
+    import json
+    from pathlib import Path
+
+    import nbformat
+
+    from tests.accounts import account_directory, run_as
+    from tests.conftest import MODEL, TOML, notebook
+
+    base = account_directory(ordinary_account)
+    try:
+        assignment, submissions, out = base / "tiny", base / "submissions", base / "out"
+        for directory in (assignment, submissions):
+            directory.mkdir()
+        (assignment / "assignment.toml").write_text(TOML.format(timeout_s=120, cell_timeout_s=60, memory_gb=2))
+        nbformat.write(notebook([MODEL]), assignment / "tiny.ipynb")
+        nbformat.write(notebook([MODEL]), submissions / "alice.ipynb")
+        for path in (base, *base.rglob("*")):
+            os.chown(path, ordinary_account.pw_uid, ordinary_account.pw_gid)
+        venv_bin = Path(sys.executable).parent
+        grade = [str(venv_bin / "dlgrade"), "grade", str(assignment), str(submissions), "--out", str(out),
+                 "--no-progress"]
+        refused = run_as(ordinary_account, grade, env={"PATH": str(venv_bin)})  # no bwrap on it
+        assert refused.returncode == 2, refused.stderr
+        assert "cannot be sandboxed" in refused.stderr and "the grader is not root, and bubblewrap is not " \
+            "installed" in refused.stderr and "--no-sandbox" in refused.stderr, refused.stderr
+        assert not out.exists()  # nothing graded, nothing written
+        graded = run_as(ordinary_account, [*grade, "--no-sandbox"], env={"PATH": str(venv_bin)})
+        assert graded.returncode == 0, graded.stdout + graded.stderr
+        result = json.loads((out / "results" / "alice.json").read_text())
+        assert (result["status"], result["score"], result["run"]["sandbox"]["mechanism"]) == ("graded", 3.0, "none")
+        assert any(note.startswith("graded without a sandbox") for note in result["run"]["notes"])
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

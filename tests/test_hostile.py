@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import socket
+import sys
 import threading
 from pathlib import Path
 
@@ -70,9 +73,20 @@ def write_attempts(targets: dict[str, Path]) -> list[str]:
     return [f"open({str(path)!r}, 'w').write('pwned')  # {what}" for what, path in targets.items()]
 
 
-def cases(paths: dict[str, Path], port: int) -> dict[str, tuple[list[str] | str, dict]]:
+# how a write to grading state fails, by sandbox: the root one runs the kernel as a user without the right to write
+# there; in bubblewrap those paths are not there at all, and everything outside the run is read-only
+DENIED = {"root": {"absolute": "raised PermissionError", "relative": "raised PermissionError"},
+          "bubblewrap": {"absolute": "raised FileNotFoundError", "relative": "raised OSError: [Errno 30] Read-only"}}
+
+
+def expected_mechanism() -> str:
+    return "root" if os.geteuid() == 0 and os.environ.get("DLGRADE_SANDBOX") != "bubblewrap" else "bubblewrap"
+
+
+def cases(paths: dict[str, Path], port: int, mechanism: str) -> dict[str, tuple[list[str] | str, dict]]:
     """name -> (the notebook's cells, or a file's raw text; the expected recorded outcome)."""
     full = {"status": "graded", "score": 5.0}
+    denied = DENIED[mechanism]
     return {
         "good_1": ([MODEL], full),
         "good_2": ([MODEL, "print('trained')"], full),
@@ -118,14 +132,14 @@ def cases(paths: dict[str, Path], port: int) -> dict[str, tuple[list[str] | str,
                                        "raised OSError: [Errno 27] File too large"}),
         "output_flood": ([MODEL, "for _ in range(100):\n    print('x' * 1_000_000)"],
                          {**full, "note": "printed more than the 1 MB of output the grader keeps"}),
-        "write_grading_state": ([MODEL, *write_attempts(paths)], {**full, "note": "raised PermissionError"}),
+        "write_grading_state": ([MODEL, *write_attempts(paths)], {**full, "note": denied["absolute"]}),
         "write_relative_gradebook": ([MODEL, "open('../../../gradebook.db', 'w').write('pwned')"],
-                                     {**full, "note": "raised PermissionError"}),
+                                     {**full, "note": denied["relative"]}),
         "forge_result": ([MODEL, f"import json, os\nforged = {{'status': 'graded', 'score': 99.0}}\n"
                                  "open(os.path.join(output_dir, 'result.json'), 'w').write(json.dumps(forged))\n"
                                  f"open({str(paths['results'].parent / 'forged.json')!r}, 'w')"
                                  ".write(json.dumps(forged))"],
-                         {**full, "note": "raised PermissionError"}),
+                         {**full, "note": denied["absolute"]}),
         "read_hidden": ([MODEL, "from sklearn.datasets import load_digits\nlabels = load_digits().target",
                          f"hidden_tests = open({str(paths['assignment notebook'])!r}).read()"],
                         {**full, "note": 'cell 3 ("from sklearn.datasets import load_digits") raised'}),
@@ -201,7 +215,8 @@ def test_the_hostile_matrix_in_one_batch(tmp_path, listener):
     paths = {"gradebook": first.course / "gradebook.db", "results": first.results_dir / "alice.json",
              "another student's submission": submissions / "alice.ipynb", "assignment notebook": root / "hostile.ipynb",
              "assignment spec": root / "assignment.toml"}
-    matrix = cases(paths, port)
+    mechanism = expected_mechanism()
+    matrix = cases(paths, port, mechanism)
     assert len(matrix) >= 20
     for name, (content, _) in matrix.items():
         path = submissions / f"{name}.ipynb"
@@ -252,9 +267,25 @@ def test_the_hostile_matrix_in_one_batch(tmp_path, listener):
     assert tree_digest(*protected) == before  # sources, other students' files and results untouched
     assert _gradebook_grades(spec, report.course)["alice"] == alice_in_gradebook
     assert not (report.results_dir / "forged.json").exists()
-    assert all(r["run"]["sandbox"] == {"mounts": "mount namespace", "network": "network namespace (loopback only)",
-                                       "user": "its own unprivileged user"}
-               for r in results.values() if r["status"] != "invalid")
+    sandboxes = {json.dumps(r["run"]["sandbox"]) for r in results.values() if r["status"] != "invalid"}
+    assert [json.loads(held)["mechanism"] for held in sandboxes] == [mechanism], sandboxes
+
+
+def test_the_hostile_matrix_as_an_ordinary_account(ordinary_account):
+    """The same matrix with the grader an unprivileged account (CI runs as root): its kernels are in bubblewrap,
+    and every outcome, the untouched grading state and the unreached server included, is asserted as above."""
+    from tests.accounts import account_directory, run_as
+
+    base = account_directory(ordinary_account)
+    try:
+        run = run_as(ordinary_account, [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-s",
+                                        "--basetemp", str(base / "pytest"),
+                                        "tests/test_hostile.py::test_the_hostile_matrix_in_one_batch"])
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    print(run.stdout[-6000:])
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    assert "1 passed" in run.stdout
 
 
 def _gradebook_grades(spec, course: Path) -> dict[str, list]:
