@@ -3,6 +3,7 @@ grader an ordinary account (tests/accounts.py), as on a university cluster. Resu
 kernel is in bubblewrap, and a worker job cancelled mid-batch (scancel) loses and duplicates nothing."""
 from __future__ import annotations
 
+import collections
 import json
 import shutil
 import subprocess
@@ -65,7 +66,7 @@ def outcomes(out: Path) -> dict[str, tuple]:
     """name -> what must not depend on where it was graded: status, score, error kind, each check, the metrics."""
     results = {p.stem: json.loads(p.read_text()) for p in (out / "results").glob("*.json")}
     return {name: (r["status"], r["score"], (r["error"] or {}).get("kind"),
-                   [(c["id"], c["status"], c["score"]) for c in r["checks"]],
+                   [(c["id"], c["passed"], c["points"], c["got"]) for c in r["checks"]],
                    {k: r["metrics"].get(k) for k in ("params", "macs", "output_shape")})
             for name, r in results.items()}
 
@@ -85,7 +86,9 @@ def test_slurm_jobs_grade_as_local_workers_do_with_the_sandbox_in_every_job(slur
         {name: expected for name, (_, expected) in SUBMISSIONS.items()}
     results = [json.loads(p.read_text()) for p in (base / "slurm" / "results").glob("*.json")]
     assert {r["run"]["sandbox"]["mechanism"] for r in results} == {"bubblewrap"}
-    assert len({r["run"]["slurm_job_id"] for r in results}) == 2  # both jobs graded
+    graded_by = collections.Counter(r["run"]["slurm_job_id"] for r in results)
+    print(f"results by Slurm job: {dict(graded_by)}")
+    assert len(graded_by) == 2  # both jobs graded
     assert slurm_daemons.jobs(slurm, ordinary_account.pw_name) == []  # cancelled when the batch ended
 
 
@@ -110,6 +113,8 @@ def test_a_worker_job_cancelled_mid_batch_loses_and_duplicates_nothing(slurm, or
     results = {p.stem: json.loads(p.read_text()) for p in (out / "results").glob("*.json")}
     assert {name: (r["status"], r["score"]) for name, r in results.items()} == \
         {name: expected for name, (_, expected) in SUBMISSIONS.items()}  # one result each, none lost
+    graded_by = collections.Counter(r["run"]["slurm_job_id"] for r in results.values() if "slurm_job_id" in r["run"])
+    print(f"scancel {victim} with {recorded_before} of {len(SUBMISSIONS)} recorded; results by job: {dict(graded_by)}")
     assert recorded_before < len(SUBMISSIONS)  # it was cancelled mid-batch
     assert victim not in slurm_daemons.jobs(slurm, ordinary_account.pw_name)
     from grading.course import gradebook
