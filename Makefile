@@ -38,6 +38,7 @@ bench: setup
 	$(PY) benchmarks/reference_vs_baseline.py | tee benchmarks/reference_vs_baseline.md
 	$(PY) benchmarks/batch_scaling.py 2 | tee benchmarks/batch_scaling.md
 	$(PY) benchmarks/timing_stability.py | tee benchmarks/timing_stability.md
+	$(PY) benchmarks/sandbox_overhead.py | tee benchmarks/sandbox_overhead.md
 
 # Offline install for worker / GPU nodes (docs/install.md). On a machine with internet, for the node's Python/platform:
 #   make wheelhouse WHEELHOUSE=wheelhouse PY_VERSION=3.12 PLATFORM=manylinux_2_28_x86_64 SKIP="numpy scipy ..."
