@@ -65,7 +65,7 @@ def kernel_needs() -> list[str]:
 def kernel_command(bwrap: str, argv: list[str], run_root: str, masks: list[str], max_processes: int,
                    needs: list[str], gpu: bool = False) -> list[str]:
     """`argv` (the kernel's command) wrapped in bubblewrap for the run in `run_root`."""
-    command = [bwrap]
+    command = [bwrap, "--tmpfs", "/tmp"]  # first: what is bound below may lie under /tmp (a checkout, the run)
     for directory in SYSTEM_DIRS:
         if os.path.islink(directory):  # merged /usr: /bin -> usr/bin
             command += ["--symlink", os.readlink(directory), directory]
@@ -73,7 +73,7 @@ def kernel_command(bwrap: str, argv: list[str], run_root: str, masks: list[str],
             command += ["--ro-bind", directory, directory]
     for path in needs:
         command += ["--ro-bind", path, path]
-    command += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    command += ["--dev", "/dev", "--proc", "/proc"]
     for sub in WRITABLE:
         command += ["--bind", os.path.join(run_root, sub), os.path.join(run_root, sub)]
     command += ["--ro-bind", os.path.join(run_root, "data"), os.path.join(run_root, "data")]

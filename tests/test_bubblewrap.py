@@ -29,9 +29,10 @@ def test_only_the_system_what_the_kernel_runs_and_its_run_are_bound(tmp_path, mo
                              [str(hidden_dir), str(hidden_file), str(venv / "absent"), str(tmp_path / "gradebook")],
                              64, ["/opt/python", str(venv)])
     assert command == [
-        "/usr/bin/bwrap", "--ro-bind", f"{tmp_path}/usr", f"{tmp_path}/usr", "--symlink", "usr/bin", f"{tmp_path}/bin",
+        "/usr/bin/bwrap", "--tmpfs", "/tmp",
+        "--ro-bind", f"{tmp_path}/usr", f"{tmp_path}/usr", "--symlink", "usr/bin", f"{tmp_path}/bin",
         "--ro-bind", "/opt/python", "/opt/python", "--ro-bind", str(venv), str(venv),
-        "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+        "--dev", "/dev", "--proc", "/proc",
         "--bind", f"{run}/work", f"{run}/work", "--bind", f"{run}/out", f"{run}/out",
         "--bind", f"{run}/home", f"{run}/home", "--bind", f"{run}/tmp", f"{run}/tmp",
         "--bind", f"{run}/runtime", f"{run}/runtime", "--ro-bind", f"{run}/data", f"{run}/data",
@@ -69,6 +70,7 @@ def write(path):
     except OSError as exc:
         return exc.strerror
 print(repr({"home": listing(sys.argv[2]), "run": listing(sys.argv[3]), "tmp": listing("/tmp"),
+            "bound": listing(sys.argv[7]),
             "writes": [write(p) for p in ("/gradebook.db", "/tmp/x", sys.argv[5] + "/x", sys.argv[6] + "/x")],
             "hidden": listing(sys.argv[4]), "network": network, "pid": os.getpid()}))
 """
@@ -89,17 +91,19 @@ def test_inside_the_grader_files_other_runs_and_the_network_are_out_of_reach(tmp
     hidden = course / "assignment"
     hidden.mkdir(parents=True)
     (hidden / "solution.ipynb").write_text("{}")
+    (course / "notes.txt").write_text("bound, under /tmp like a checkout can be")
     home = tmp_path / "grader-home"
     (home / ".ssh").mkdir(parents=True)
     server = socket.create_server(("127.0.0.1", 0))
     argv = [sys.executable, "-c", PROBE, str(server.getsockname()[1]), str(home), str(tmp_path), str(hidden),
-            str(run / "work"), str(run / "data")]
+            str(run / "work"), str(run / "data"), str(course)]
     command = kernel_command(bubblewrap.bwrap_path()[0], argv, str(run), [str(hidden)], 64,
                              [*bubblewrap.kernel_needs(), str(course)])
     seen = ast.literal_eval(subprocess.run(command, capture_output=True, text=True, check=True, timeout=60).stdout)
     server.close()
     tmp = [run.relative_to("/tmp").parts[0]] if run.is_relative_to("/tmp") else []  # the way down to the run
     assert seen == {"home": "FileNotFoundError", "run": ["course", "dlgrade-run-a"], "tmp": tmp, "hidden": [],
+                    "bound": ["assignment", "notes.txt"],
                     "writes": ["Read-only file system", "Read-only file system", "written", "Read-only file system"],
                     "network": "ConnectionRefusedError", "pid": 2}
 
