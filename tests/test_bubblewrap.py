@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -97,11 +98,12 @@ def test_inside_the_grader_files_other_runs_and_the_network_are_out_of_reach(tmp
     server = socket.create_server(("127.0.0.1", 0))
     argv = [sys.executable, "-c", PROBE, str(server.getsockname()[1]), str(home), str(tmp_path), str(hidden),
             str(run / "work"), str(run / "data"), str(course)]
-    command = kernel_command(bubblewrap.bwrap_path()[0], argv, str(run), [str(hidden)], 64,
-                             [*bubblewrap.kernel_needs(), str(course)])
+    needs = [*bubblewrap.kernel_needs(), str(course)]
+    command = kernel_command(bubblewrap.bwrap_path()[0], argv, str(run), [str(hidden)], 64, needs)
     seen = ast.literal_eval(subprocess.run(command, capture_output=True, text=True, check=True, timeout=60).stdout)
     server.close()
-    tmp = [run.relative_to("/tmp").parts[0]] if run.is_relative_to("/tmp") else []  # the way down to the run
+    # the ways down to what is bound under /tmp: the run, and the checkout when it lies there (a CI clone)
+    tmp = sorted({Path(p).relative_to("/tmp").parts[0] for p in (run, *needs) if Path(p).is_relative_to("/tmp")})
     assert seen == {"home": "FileNotFoundError", "run": ["course", "dlgrade-run-a"], "tmp": tmp, "hidden": [],
                     "bound": ["assignment", "notes.txt"],
                     "writes": ["Read-only file system", "Read-only file system", "written", "Read-only file system"],
@@ -113,7 +115,6 @@ def test_an_ordinary_user_without_bubblewrap_is_refused_unless_no_sandbox(ordina
     """Not root and no bwrap on PATH: `dlgrade grade` refuses before grading anything; with --no-sandbox it grades
     and the result records that no sandbox held."""
     import json
-    from pathlib import Path
 
     import nbformat
 
