@@ -128,8 +128,7 @@ def grade_task(notebook: bytes, name: str, assignment_root: str, assignment_hash
             path = Path(tmp) / f"{name}.ipynb"
             path.write_bytes(notebook)
             if assets is None:  # a Dask worker, maybe one that joined after prepare_worker ran: checked here too
-                require_sandbox(no_sandbox)
-                assets = prepare_assignment(spec, data_source=data_source, runs_per_gpu=runs_per_gpu)
+                assets = prepare_worker(assignment_root, data_source, runs_per_gpu, no_sandbox)
             result = grade_one(path, spec, submission=name, threads=threads or _dask_threads(),
                                data_source=data_source, runs_per_gpu=runs_per_gpu, assets=assets)
         return {"result": result.to_json(), "executed": result.executed}

@@ -113,8 +113,8 @@ def execute(nb: nbformat.NotebookNode, box: Sandbox, limits: Limits, kernel_name
     mask = [os.path.abspath(p) for p in mask]
     how, _ = isolation.mechanism()
     uid = isolation.kernel_user() if how == "root" else None
-    wrap = {"bwrap": bubblewrap.bwrap_path()[0], "run_root": str(box.root), "masks": mask,
-            "needs": bubblewrap.kernel_needs(), "gpu": device.startswith("cuda")} if how == "bubblewrap" else None
+    wrap = {"bwrap": bubblewrap.bwrap_path()[0], "run_root": str(box.root),
+            "needs": bubblewrap.kernel_needs()} if how == "bubblewrap" else None
     if uid is not None:
         box.hand_over(uid)
     runner.send({"notebook": nbformat.writes(nb), "kernel": kernel_name, "cell_timeout_s": limits.cell_timeout_s,

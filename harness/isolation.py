@@ -61,9 +61,10 @@ def mechanism() -> tuple[str, str]:
     bwrap works here; else ("none", why neither). DLGRADE_SANDBOX=bubblewrap skips the root mechanism (tests)."""
     from harness import bubblewrap
 
-    why_not_root = "the grader is not root" if kernel_user() is None else _namespaces_refused()
     if os.environ.get("DLGRADE_SANDBOX") == "bubblewrap":
         why_not_root = "DLGRADE_SANDBOX=bubblewrap"
+    else:
+        why_not_root = "the grader is not root" if kernel_user() is None else _namespaces_refused()
     if not why_not_root:
         return "root", ""
     bwrap, why_not_bwrap = bubblewrap.bwrap_path()

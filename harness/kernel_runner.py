@@ -213,7 +213,8 @@ def run_child(job: dict, read_fd: int, report_fd: int) -> int:
     os.environ.update(job["env"])  # the kernel inherits it
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     logging.basicConfig(level=logging.ERROR)
-    wrap = job["bubblewrap"] and {**job["bubblewrap"], "max_processes": job["max_processes"]}
+    wrap = job["bubblewrap"] and {**job["bubblewrap"], "masks": job["mask"], "gpu": job["sync_gpu"],
+                                  "max_processes": job["max_processes"]}
     sandbox, uid = isolate_in_bubblewrap(job) if wrap else isolate(job)
     nb = nbformat.reads(job["notebook"], as_version=4)
     report = run(nb, job["kernel"], job["cell_timeout_s"], job["start_timeout_s"], job["max_output_bytes"], uid,
