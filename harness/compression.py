@@ -1,0 +1,189 @@
+"""What the weights of an exported model are, as its layers see them: the course's compression figures (issue 18).
+
+A layer's weight in an exported program is not always a parameter: torch.nn.utils.prune multiplies `weight_orig` by
+a `weight_mask` buffer in a forward pre-hook, a fake-quantized or binarized layer rounds or signs its parameter in
+its forward, PT2E quantization dequantizes an int8 tensor, a half-precision model casts. `effective_weights`
+evaluates, for each weight-bearing layer op (conv, linear, embedding), the part of the graph that computes its weight
+argument from parameters, buffers and constants alone (constant folding), and keeps where it came from.
+
+Bits of an effective weight (`weight_bits`), the smallest that applies, with the rule that decided it:
+- `"integer storage"`: it is dequantized from an integer tensor (an int8 parameter, buffer or constant): that
+  dtype's bits;
+- `"levels"`: every output channel holds at most 2^k distinct values, k <= 8, and values repeat (a float tensor
+  with no repeated value is no evidence of levels, however small): k (binary +-a: 1, ternary: 2, 4-bit: 4);
+- `"dtype"`: its floating dtype's bits (fp16/bf16 16, fp32 32).
+Sparsity is counted on effective weights, the parameter count stays dense (the course's w; p_s and p_u discount it).
+This module imports torch lazily: the checks import it without torch.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+    from torch.fx import Node
+
+WEIGHT_ARGUMENT = {  # op name -> position of its weight argument
+    "conv1d": 1, "conv2d": 1, "conv3d": 1, "convolution": 1, "_convolution": 1,
+    "conv_transpose1d": 1, "conv_transpose2d": 1, "conv_transpose3d": 1, "linear": 1, "embedding": 0,
+}
+MAX_LEVEL_BITS = 8
+FOLDABLE_INPUTS = ("PARAMETER", "BUFFER", "CONSTANT_TENSOR")
+
+
+@dataclass
+class EffectiveWeight:
+    op: str  # the node of the layer op that takes it
+    sources: list[str]  # the parameters, buffers and constants it is computed from (state_dict / constants names)
+    value: "torch.Tensor"  # as the layer op sees it
+    bits: int
+    rule: str  # "integer storage" | "levels" | "dtype"
+
+
+def _op_name(node: Node) -> str | None:
+    return getattr(node.target, "_opname", None) if node.op == "call_function" else None
+
+
+class _Folder:
+    """Evaluates nodes that depend only on parameters, buffers and constants; None for anything that reads the
+    input (or an op that cannot run on real tensors)."""
+
+    def __init__(self, ep: torch.export.ExportedProgram):
+        self.values: dict[str, object] = {}  # node name -> folded value
+        self.sources: dict[str, set[str]] = {}  # node name -> the stored tensors it is computed from
+        self.stored: dict[str, torch.Tensor] = {}  # state_dict / constants name -> tensor
+        for spec in ep.graph_signature.input_specs:
+            if spec.kind.name in FOLDABLE_INPUTS:
+                table = ep.constants if spec.target in ep.constants else ep.state_dict
+                if spec.target in table:
+                    self.stored[spec.target] = table[spec.target].detach()
+                    self.values[spec.arg.name] = self.stored[spec.target]
+                    self.sources[spec.arg.name] = {spec.target}
+
+    def __call__(self, node) -> object | None:
+        from torch.fx import Node
+
+        if not isinstance(node, Node):
+            return node
+        if node.name in self.values:
+            return self.values[node.name]
+        if node.op != "call_function":
+            return None
+        args, kwargs, sources = [], {}, set()
+        for arg in node.args:
+            value = self._argument(arg, sources)
+            if value is _UNFOLDABLE:
+                return None
+            args.append(value)
+        for key, arg in node.kwargs.items():
+            value = self._argument(arg, sources)
+            if value is _UNFOLDABLE:
+                return None
+            kwargs[key] = value
+        try:
+            value = node.target(*args, **kwargs)
+        except Exception:  # an op that needs more than real tensors (a custom op, an in-place one): not folded
+            return None
+        self.values[node.name], self.sources[node.name] = value, sources
+        return value
+
+    def _argument(self, arg, sources: set[str]):
+        from torch.fx import Node
+
+        if isinstance(arg, (list, tuple)):
+            values = [self._argument(a, sources) for a in arg]
+            return _UNFOLDABLE if any(v is _UNFOLDABLE for v in values) else type(arg)(values)
+        if isinstance(arg, Node):
+            value = self(arg)
+            if value is None:
+                return _UNFOLDABLE
+            sources |= self.sources.get(arg.name, set())
+            return value
+        return arg
+
+
+_UNFOLDABLE = object()
+
+
+def effective_weights(ep: torch.export.ExportedProgram) -> list[EffectiveWeight]:
+    """Each weight-bearing layer op's weight as it sees it, with its bits and the rule that decided them."""
+    import torch
+
+    fold = _Folder(ep)
+    found = []
+    for node in ep.graph.nodes:
+        position = WEIGHT_ARGUMENT.get(_op_name(node))
+        if position is None or position >= len(node.args):
+            continue
+        value = fold(node.args[position])
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            continue
+        sources = sorted(fold.sources.get(node.args[position].name, set()))
+        bits, rule = weight_bits(value, [fold.stored[name] for name in sources])
+        found.append(EffectiveWeight(node.name, sources, value, bits, rule))
+    return found
+
+
+def weight_bits(value: torch.Tensor, leaves: list[torch.Tensor] = ()) -> tuple[int, str]:
+    """(bits, rule) of one effective weight (module docstring); `leaves`: the stored tensors it is computed from."""
+    import torch
+
+    candidates = [(torch.finfo(value.dtype).bits, "dtype")]
+    integer = [torch.iinfo(leaf.dtype).bits for leaf in leaves
+               if not leaf.is_floating_point() and leaf.dtype != torch.bool and leaf.numel() == value.numel()]
+    if integer:
+        candidates.append((min(integer), "integer storage"))
+    levels = level_bits(value)
+    if levels is not None:
+        candidates.append((levels, "levels"))
+    return min(candidates, key=lambda candidate: candidate[0])
+
+
+def level_bits(value: torch.Tensor) -> int | None:
+    """k when every output channel (dim 0) holds at most 2^k distinct values, k <= MAX_LEVEL_BITS, and some value
+    repeats; else None."""
+    channels = value.detach().reshape(value.shape[0], -1) if value.dim() >= 2 else value.detach().reshape(1, -1)
+    distinct = [int(row.unique().numel()) for row in channels]
+    if sum(distinct) >= value.numel():  # no value repeats: no evidence of levels
+        return None
+    k = max(1, math.ceil(math.log2(max(distinct))))
+    return k if k <= MAX_LEVEL_BITS else None
+
+
+def compression_figures(ep: torch.export.ExportedProgram) -> dict:
+    """The challenge score's weight figures from effective weights: `weight_bits` (parameter-weighted over every
+    parameter: a layer's weight parameters at their effective weight's bits, the rest at their dtype's),
+    `structured_sparsity` (parameters of effective weights in all-zero output channels, over all parameters) and
+    `unstructured_sparsity` (the other zeros, over all parameters), and `layers`: per layer op, how it was decided."""
+    weights = effective_weights(ep)
+    params = {name: ep.state_dict[name].detach() for name in ep.graph_signature.parameters}
+    total = sum(p.numel() for p in params.values())
+    if not total:
+        return {"weight_bits": None, "structured_sparsity": 0.0, "unstructured_sparsity": 0.0, "layers": []}
+    by_parameter: dict[str, EffectiveWeight] = {}
+    for weight in weights:
+        for source in weight.sources:
+            if source in params and params[source].numel() == weight.value.numel():
+                by_parameter.setdefault(source, weight)
+    bits = pruned = zeros = 0
+    for name, param in params.items():
+        weight = by_parameter.get(name)
+        value = weight.value if weight is not None else param
+        bits += (weight.bits if weight is not None else _dtype_bits(param.dtype)) * param.numel()
+        if value.dim() >= 2:
+            empty = (value.reshape(value.shape[0], -1) == 0).all(1)
+            pruned += int(empty.sum()) * (value.numel() // value.shape[0])
+        zeros += int((value == 0).sum())
+    zeros -= pruned
+    layers = [{"op": w.op, "sources": w.sources, "bits": w.bits, "rule": w.rule,
+               "zeros": int((w.value == 0).sum()), "numel": int(w.value.numel())} for w in weights]
+    return {"weight_bits": round(bits / total, 3), "structured_sparsity": round(pruned / total, 6),
+            "unstructured_sparsity": round(zeros / total, 6), "layers": layers}
+
+
+def _dtype_bits(dtype) -> int:
+    import torch
+
+    return torch.finfo(dtype).bits if dtype.is_floating_point else torch.iinfo(dtype).bits

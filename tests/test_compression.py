@@ -1,0 +1,109 @@
+"""Compression figures of exported models built for it (harness/compression.py): bits, sparsity and the rule that
+decided each, against hand-computed values. One Linear(64, 10): 640 weights + 10 biases = 650 parameters."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from harness.compression import compression_figures, level_bits, weight_bits
+
+PARAMS = 650
+
+
+def exported(model: nn.Module, dtype=torch.float32):
+    model.eval()
+    return torch.export.export(model, (torch.randn(2, 64, dtype=dtype),))
+
+
+def linear(seed: int = 0) -> nn.Linear:
+    torch.manual_seed(seed)
+    return nn.Linear(64, 10)
+
+
+class SignLinear(nn.Module):
+    """BinaryConnect at inference: the latent float weights binarised in forward, scaled by their mean magnitude."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = linear()
+
+    def forward(self, x):
+        w = self.fc.weight
+        return nn.functional.linear(x, torch.sign(w) * w.abs().mean(), self.fc.bias)
+
+
+class Int8Linear(nn.Module):
+    """int8 storage dequantized per output channel in forward (what a PT2E-quantized weight looks like)."""
+
+    def __init__(self):
+        super().__init__()
+        w = linear().weight.detach()
+        scale = w.abs().amax(1, keepdim=True) / 127
+        self.register_buffer("qweight", torch.round(w / scale).to(torch.int8))
+        self.register_buffer("scale", scale)
+        self.bias = nn.Parameter(torch.zeros(10))
+
+    def forward(self, x):
+        return nn.functional.linear(x, self.qweight.float() * self.scale, self.bias)
+
+
+def fake_quantized(levels: int) -> nn.Linear:
+    """Per-output-channel symmetric fake quantization to `levels` signed integer levels (4-bit: -8..7)."""
+    layer = linear()
+    with torch.no_grad():
+        w = layer.weight
+        half = levels // 2
+        scale = w.abs().amax(1, keepdim=True) / half
+        w.copy_(torch.round(w / scale).clamp(-half, half - 1) * scale)
+    return layer
+
+
+def test_binary_ternary_and_four_bit_weights_count_their_levels():
+    binary = compression_figures(exported(SignLinear()))
+    assert binary["weight_bits"] == round((1 * 640 + 32 * 10) / PARAMS, 3) == 1.477
+    assert [(layer["bits"], layer["rule"]) for layer in binary["layers"]] == [(1, "levels")]
+    layer = linear()
+    with torch.no_grad():  # ternary: -a, 0, a
+        layer.weight.copy_(torch.sign(torch.round(layer.weight * 8)) * 0.1)
+    ternary = compression_figures(exported(layer))
+    assert [(entry["bits"], entry["rule"]) for entry in ternary["layers"]] == [(2, "levels")]
+    assert ternary["weight_bits"] == round((2 * 640 + 320) / PARAMS, 3)
+    four = compression_figures(exported(fake_quantized(16)))
+    assert [(entry["bits"], entry["rule"]) for entry in four["layers"]] == [(4, "levels")]
+
+
+def test_float_weights_are_their_dtype_and_fp16_is_16():
+    assert compression_figures(exported(linear()))["weight_bits"] == 32.0
+    half = compression_figures(exported(linear().half(), torch.float16))
+    assert half["weight_bits"] == 16.0 and [e["rule"] for e in half["layers"]] == ["dtype"]
+
+
+def test_int8_storage_dequantized_in_forward_is_8_bits():
+    figures = compression_figures(exported(Int8Linear()))
+    assert [(entry["bits"], entry["rule"]) for entry in figures["layers"]] == [(8, "integer storage")]
+
+
+def test_pruning_counts_the_effective_weights_and_the_dense_parameters():
+    unstructured = linear()
+    prune.l1_unstructured(unstructured, "weight", amount=0.5)  # masks kept: weight_orig (dense) * weight_mask
+    figures = compression_figures(exported(unstructured))
+    assert (figures["structured_sparsity"], figures["unstructured_sparsity"]) == (0.0, round(320 / PARAMS, 6))
+    assert figures["weight_bits"] == 32.0
+    filters = linear()
+    prune.ln_structured(filters, "weight", amount=0.5, n=2, dim=0)  # 5 of 10 output rows
+    figures = compression_figures(exported(filters))
+    assert (figures["structured_sparsity"], figures["unstructured_sparsity"]) == (round(320 / PARAMS, 6), 0.0)
+
+
+@pytest.mark.parametrize(("values", "bits"), [([0.5, -0.5] * 8, 1), ([0.1, 0.0, -0.1] * 6, 2),
+                                              (list(range(-8, 8)) * 2, 4), (list(range(16)), None)])
+def test_levels_need_repeated_values(values, bits):
+    assert level_bits(torch.tensor([values], dtype=torch.float32)) == bits
+
+
+def test_rules_pick_the_smallest_that_applies():
+    levels = torch.tensor([[1.0, -1.0] * 8])
+    assert weight_bits(levels, [torch.ones(16, dtype=torch.int8)]) == (1, "levels")
+    assert weight_bits(torch.randn(4, 16), [torch.ones(64, dtype=torch.int8)]) == (8, "integer storage")
