@@ -6,11 +6,11 @@ its forward, PT2E quantization dequantizes an int8 tensor, a half-precision mode
 evaluates, for each weight-bearing layer op (conv, linear, embedding), the part of the graph that computes its weight
 argument from parameters, buffers and constants alone (constant folding), and keeps where it came from.
 
-Bits of an effective weight (`weight_bits`), the smallest that applies, with the rule that decided it:
+Bits of an effective weight (`weight_bits`), the first rule that applies, named in the result:
 - `"integer storage"`: it is dequantized from an integer tensor (an int8 parameter, buffer or constant): that
-  dtype's bits;
-- `"levels"`: every output channel holds at most 2^k distinct values, k <= 8, and values repeat (a float tensor
-  with no repeated value is no evidence of levels, however small): k (binary +-a: 1, ternary: 2, 4-bit: 4);
+  dtype's bits (what it is stored in, whatever levels it uses);
+- `"levels"`: its output channels are quantized to at most 2^k levels, k <= 8 (`level_bits`: a uniform grid, or
+  repeated values): k (binary +-a: 1, ternary: 2, 4-bit: 4);
 - `"dtype"`: its floating dtype's bits (fp16/bf16 16, fp32 32).
 Sparsity is counted on effective weights, the parameter count stays dense (the course's w; p_s and p_u discount it).
 This module imports torch lazily: the checks import it without torch.
@@ -30,6 +30,9 @@ WEIGHT_ARGUMENT = {  # op name -> position of its weight argument
     "conv_transpose1d": 1, "conv_transpose2d": 1, "conv_transpose3d": 1, "linear": 1, "embedding": 0,
 }
 MAX_LEVEL_BITS = 8
+MIN_GRID_VALUES = 8  # a channel with fewer values says nothing about a grid (any 2 values are "uniform")
+GRID_TOLERANCE = 1e-3  # of a grid index: dequantized products carry float rounding
+MIN_REPEATS = 4
 FOLDABLE_INPUTS = ("PARAMETER", "BUFFER", "CONSTANT_TENSOR")
 
 
@@ -126,29 +129,43 @@ def effective_weights(ep: torch.export.ExportedProgram) -> list[EffectiveWeight]
     return found
 
 
-def weight_bits(value: torch.Tensor, leaves: list[torch.Tensor] = ()) -> tuple[int, str]:
-    """(bits, rule) of one effective weight (module docstring); `leaves`: the stored tensors it is computed from."""
+def weight_bits(value: torch.Tensor, stored: list[torch.Tensor] = ()) -> tuple[int, str]:
+    """(bits, rule) of one effective weight (module docstring); `stored`: the tensors it is computed from."""
     import torch
 
-    candidates = [(torch.finfo(value.dtype).bits, "dtype")]
-    integer = [torch.iinfo(leaf.dtype).bits for leaf in leaves
-               if not leaf.is_floating_point() and leaf.dtype != torch.bool and leaf.numel() == value.numel()]
+    integer = [torch.iinfo(t.dtype).bits for t in stored
+               if not t.is_floating_point() and t.dtype != torch.bool and t.numel() == value.numel()]
     if integer:
-        candidates.append((min(integer), "integer storage"))
+        return min(integer), "integer storage"
     levels = level_bits(value)
-    if levels is not None:
-        candidates.append((levels, "levels"))
-    return min(candidates, key=lambda candidate: candidate[0])
+    if levels is not None and levels < torch.finfo(value.dtype).bits:
+        return levels, "levels"
+    return torch.finfo(value.dtype).bits, "dtype"
 
 
 def level_bits(value: torch.Tensor) -> int | None:
-    """k when every output channel (dim 0) holds at most 2^k distinct values, k <= MAX_LEVEL_BITS, and some value
-    repeats; else None."""
-    channels = value.detach().reshape(value.shape[0], -1) if value.dim() >= 2 else value.detach().reshape(1, -1)
-    distinct = [int(row.unique().numel()) for row in channels]
-    if sum(distinct) >= value.numel():  # no value repeats: no evidence of levels
+    """k when the output channels (dim 0) are quantized to at most 2^k levels (k <= MAX_LEVEL_BITS), else None.
+    Evidence, either: every channel of at least MIN_GRID_VALUES values and 3 distinct ones lies on a uniform grid
+    (values = offset + integer x step: uniform quantization, per tensor or per channel), and one such channel
+    exists; or the nonzero values repeat, each distinct one MIN_REPEATS times on average (non-uniform codebooks).
+    A float tensor has neither, whatever its size; zeros (pruning) are not evidence."""
+    rows = value.detach().float().reshape(value.shape[0], -1) if value.dim() >= 2 else value.detach().float()[None]
+    levels, uniform, informative = [], True, False
+    for row in rows:
+        distinct = row.unique()
+        count = int(distinct.numel())
+        if count >= 3 and row.numel() >= MIN_GRID_VALUES:
+            informative = True
+            step = (distinct[1:] - distinct[:-1]).min()
+            grid = (distinct - distinct[0]) / step
+            uniform = uniform and bool(((grid - grid.round()).abs() < GRID_TOLERANCE).all())
+            count = int(grid[-1].round()) + 1 if uniform else count
+        levels.append(count)
+    nonzero = rows[rows != 0]
+    repeated = nonzero.numel() >= MIN_REPEATS * sum(int(row[row != 0].unique().numel()) for row in rows) > 0
+    if not ((uniform and informative) or repeated):
         return None
-    k = max(1, math.ceil(math.log2(max(distinct))))
+    k = max(1, math.ceil(math.log2(max(levels))))
     return k if k <= MAX_LEVEL_BITS else None
 
 

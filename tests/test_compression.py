@@ -97,13 +97,31 @@ def test_pruning_counts_the_effective_weights_and_the_dense_parameters():
     assert (figures["structured_sparsity"], figures["unstructured_sparsity"]) == (round(320 / PARAMS, 6), 0.0)
 
 
-@pytest.mark.parametrize(("values", "bits"), [([0.5, -0.5] * 8, 1), ([0.1, 0.0, -0.1] * 6, 2),
-                                              (list(range(-8, 8)) * 2, 4), (list(range(16)), None)])
-def test_levels_need_repeated_values(values, bits):
+@pytest.mark.parametrize(("values", "bits"), [
+    ([0.5, -0.5] * 8, 1), ([0.1, 0.0, -0.1] * 6, 2),  # repeated
+    ([0.3 * q for q in range(-8, 8)], 4),  # a uniform grid, each level once
+    ([0.1234, 0.2571, 0.9013, -0.4402, 0.3379, 0.7101, -0.0531, 0.6067], None),  # float
+    ([0.1234, 0.0, 0.0, 0.0, 0.0, 0.7719, 0.0, -0.3071, 0.0, 0.0, 0.0, 0.0], None),  # pruned float: zeros no evidence
+    ([1.0, 2.0], None)])  # too few values to tell
+def test_levels_need_a_grid_or_repeated_values(values, bits):
     assert level_bits(torch.tensor([values], dtype=torch.float32)) == bits
 
 
-def test_rules_pick_the_smallest_that_applies():
-    levels = torch.tensor([[1.0, -1.0] * 8])
-    assert weight_bits(levels, [torch.ones(16, dtype=torch.int8)]) == (1, "levels")
-    assert weight_bits(torch.randn(4, 16), [torch.ones(64, dtype=torch.int8)]) == (8, "integer storage")
+def test_integer_storage_then_levels_then_dtype():
+    binary = torch.tensor([[1.0, -1.0] * 8])
+    assert weight_bits(binary, [torch.ones(16, dtype=torch.int8)]) == (8, "integer storage")  # stored in 8 bits
+    assert weight_bits(binary) == (1, "levels")
+    assert weight_bits(torch.randn(4, 16)) == (32, "dtype")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_initialised_float_layers_are_never_taken_for_levels(dtype):
+    """Default-initialised layers of the shapes courses use, 20 seeds each, in every float dtype: bf16 and fp16
+    values all lie on some power-of-two grid and repeat, so this is where a false "levels" would show."""
+    layers = [lambda: nn.Conv2d(3, 16, 3), lambda: nn.Conv2d(16, 32, 3), lambda: nn.Linear(64, 10),
+              lambda: nn.Linear(512, 10), lambda: nn.Conv2d(32, 32, 1)]
+    for seed in range(20):
+        for make in layers:
+            torch.manual_seed(seed)
+            weight = make().weight.detach().to(dtype)
+            assert weight_bits(weight) == (torch.finfo(dtype).bits, "dtype"), (seed, tuple(weight.shape))
