@@ -169,35 +169,51 @@ def level_bits(value: torch.Tensor) -> int | None:
     return k if k <= MAX_LEVEL_BITS else None
 
 
+def weight_tensors(ep: torch.export.ExportedProgram, weights: list[EffectiveWeight]) -> dict[str, torch.Tensor]:
+    """The model's weights the course's way (w): the parameters the graph uses, and the integer tensors a layer's
+    weight is dequantized from (PT2E keeps int8 weights as buffers and leaves the float ones as unused parameters);
+    never a pruning mask, a scale or a zero point."""
+    used = {node.name for node in ep.graph.nodes if node.op == "placeholder" and node.users}
+    stored = {spec.target: spec.arg.name for spec in ep.graph_signature.input_specs}
+    tensors = {name: ep.state_dict[name].detach() for name in ep.graph_signature.parameters if stored[name] in used}
+    for weight in weights:
+        if weight.rule == "integer storage":
+            for source in weight.sources:
+                table = ep.constants if source in ep.constants else ep.state_dict
+                if table[source].numel() == weight.value.numel() and not table[source].is_floating_point():
+                    tensors[source] = table[source].detach()
+    return tensors
+
+
 def compression_figures(ep: torch.export.ExportedProgram) -> dict:
-    """The challenge score's weight figures from effective weights: `weight_bits` (parameter-weighted over every
-    parameter: a layer's weight parameters at their effective weight's bits, the rest at their dtype's),
-    `structured_sparsity` (parameters of effective weights in all-zero output channels, over all parameters) and
-    `unstructured_sparsity` (the other zeros, over all parameters), and `layers`: per layer op, how it was decided."""
+    """The challenge score's weight figures over `weight_tensors` (w, dense: `params`), each counted as its
+    effective weight where a layer uses it: `weight_bits` (weighted by size; other tensors at their dtype's bits),
+    `structured_sparsity` (weights in all-zero output channels, over w) and `unstructured_sparsity` (the other
+    zeros, over w), and `layers`: per layer op, its bits and how they were decided."""
     weights = effective_weights(ep)
-    params = {name: ep.state_dict[name].detach() for name in ep.graph_signature.parameters}
-    total = sum(p.numel() for p in params.values())
+    tensors = weight_tensors(ep, weights)
+    total = sum(t.numel() for t in tensors.values())
+    layers = [{"op": w.op, "sources": w.sources, "bits": w.bits, "rule": w.rule,
+               "zeros": int((w.value == 0).sum()), "numel": int(w.value.numel())} for w in weights]
     if not total:
-        return {"weight_bits": None, "structured_sparsity": 0.0, "unstructured_sparsity": 0.0, "layers": []}
-    by_parameter: dict[str, EffectiveWeight] = {}
+        return {"params": 0, "weight_bits": None, "structured_sparsity": 0.0, "unstructured_sparsity": 0.0,
+                "layers": layers}
+    effective: dict[str, EffectiveWeight] = {}
     for weight in weights:
         for source in weight.sources:
-            if source in params and params[source].numel() == weight.value.numel():
-                by_parameter.setdefault(source, weight)
+            if source in tensors and tensors[source].numel() == weight.value.numel():
+                effective.setdefault(source, weight)
     bits = pruned = zeros = 0
-    for name, param in params.items():
-        weight = by_parameter.get(name)
-        value = weight.value if weight is not None else param
-        bits += (weight.bits if weight is not None else _dtype_bits(param.dtype)) * param.numel()
+    for name, tensor in tensors.items():
+        weight = effective.get(name)
+        value = weight.value if weight is not None else tensor
+        bits += (weight.bits if weight is not None else _dtype_bits(tensor.dtype)) * tensor.numel()
         if value.dim() >= 2:
             empty = (value.reshape(value.shape[0], -1) == 0).all(1)
             pruned += int(empty.sum()) * (value.numel() // value.shape[0])
         zeros += int((value == 0).sum())
-    zeros -= pruned
-    layers = [{"op": w.op, "sources": w.sources, "bits": w.bits, "rule": w.rule,
-               "zeros": int((w.value == 0).sum()), "numel": int(w.value.numel())} for w in weights]
-    return {"weight_bits": round(bits / total, 3), "structured_sparsity": round(pruned / total, 6),
-            "unstructured_sparsity": round(zeros / total, 6), "layers": layers}
+    return {"params": total, "weight_bits": round(bits / total, 3), "structured_sparsity": round(pruned / total, 6),
+            "unstructured_sparsity": round((zeros - pruned) / total, 6), "layers": layers}
 
 
 def _dtype_bits(dtype) -> int:

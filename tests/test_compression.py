@@ -80,15 +80,17 @@ def test_float_weights_are_their_dtype_and_fp16_is_16():
     assert half["weight_bits"] == 16.0 and [e["rule"] for e in half["layers"]] == ["dtype"]
 
 
-def test_int8_storage_dequantized_in_forward_is_8_bits():
+def test_int8_storage_dequantized_in_forward_is_8_bits_and_counts_as_weights():
     figures = compression_figures(exported(Int8Linear()))
     assert [(entry["bits"], entry["rule"]) for entry in figures["layers"]] == [(8, "integer storage")]
+    assert (figures["params"], figures["weight_bits"]) == (PARAMS, round((8 * 640 + 32 * 10) / PARAMS, 3))
 
 
 def test_pruning_counts_the_effective_weights_and_the_dense_parameters():
     unstructured = linear()
     prune.l1_unstructured(unstructured, "weight", amount=0.5)  # masks kept: weight_orig (dense) * weight_mask
     figures = compression_figures(exported(unstructured))
+    assert figures["params"] == PARAMS  # weight_orig, dense; the mask is no weight
     assert (figures["structured_sparsity"], figures["unstructured_sparsity"]) == (0.0, round(320 / PARAMS, 6))
     assert figures["weight_bits"] == 32.0
     filters = linear()
