@@ -169,6 +169,30 @@ def level_bits(value: torch.Tensor) -> int | None:
     return k if k <= MAX_LEVEL_BITS else None
 
 
+def activation_bits(ep: torch.export.ExportedProgram) -> int | None:
+    """Bits of the activations the layers take (q_a), the largest over weight-bearing layer ops (embeddings take
+    indices: skipped): a dequantize op's integer input (PT2E's quantize/dequantize pairs on activations) gives that
+    integer dtype's bits, else the activation's own dtype (fp16 16, fp32 32). None without such a layer."""
+    import torch
+
+    found = []
+    for node in ep.graph.nodes:
+        name = _op_name(node)
+        if name not in WEIGHT_ARGUMENT or name == "embedding" or not node.args:
+            continue
+        activation = node.args[0]
+        producer_name = _op_name(activation) or ""
+        if "dequantize" in producer_name and activation.args:
+            stored = activation.args[0].meta.get("val") if hasattr(activation.args[0], "meta") else None
+            if stored is not None and not stored.dtype.is_floating_point:
+                found.append(torch.iinfo(stored.dtype).bits)
+                continue
+        value = activation.meta.get("val") if hasattr(activation, "meta") else None
+        if value is not None and value.dtype.is_floating_point:
+            found.append(torch.finfo(value.dtype).bits)
+    return max(found) if found else None
+
+
 def weight_tensors(ep: torch.export.ExportedProgram, weights: list[EffectiveWeight]) -> dict[str, torch.Tensor]:
     """The model's weights the course's way (w): the parameters the graph uses, and the integer tensors a layer's
     weight is dequantized from (PT2E keeps int8 weights as buffers and leaves the float ones as unused parameters);

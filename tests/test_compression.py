@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from harness.compression import compression_figures, level_bits, weight_bits
+from harness.compression import activation_bits, compression_figures, level_bits, weight_bits
 
 PARAMS = 650
 
@@ -127,3 +127,24 @@ def test_initialised_float_layers_are_never_taken_for_levels(dtype):
             torch.manual_seed(seed)
             weight = make().weight.detach().to(dtype)
             assert weight_bits(weight) == (torch.finfo(dtype).bits, "dtype"), (seed, tuple(weight.shape))
+
+
+class QuantizedActivations(nn.Module):
+    """Activations quantized to int8 and back before the layer, as PT2E's converted graphs do."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = linear()
+
+    def forward(self, x):
+        import torch.ao.quantization.fx._decomposed  # noqa: F401  registers quantized_decomposed
+
+        ops = torch.ops.quantized_decomposed
+        q = ops.quantize_per_tensor.default(x, 0.05, 0, -128, 127, torch.int8)
+        return self.fc(ops.dequantize_per_tensor.default(q, 0.05, 0, -128, 127, torch.int8))
+
+
+def test_activation_bits_come_from_dequantized_integers_or_the_dtype():
+    assert activation_bits(exported(QuantizedActivations())) == 8
+    assert activation_bits(exported(linear())) == 32
+    assert activation_bits(exported(linear().half(), torch.float16)) == 16
