@@ -23,11 +23,10 @@ import pandas as pd
 
 from grading import leaderboard_html
 from harness.errors import BadInput, SpecError
+from harness.score import FULL_BITS, REFERENCE_MACS, REFERENCE_PARAMS, challenge_score
 from harness.spec import ASSIGNMENTS_DIR, AssignmentSpec, load_spec, resolve
 
-REFERENCE_PARAMS, REFERENCE_MACS = 5.6e6, 2.8e8  # ResNet18-CIFAR (11,173,962 params, ~5.55e8 MACs) at 16 bits
 RESNET18_CIFAR = (11_173_962, 556_651_520)  # its params and MACs (measured in tests/test_leaderboard.py)
-FULL_BITS = 32  # float32: q / FULL_BITS = 1
 METRICS = ["architecture", "time_basis", "params", "macs", "accuracy", "train_time_s", "train_cpu_s", "exec_time_s",
            "exec_cpu_s", "charged_train_s", "time_ratio", "latency_ms", "weight_bits", "activation_bits",
            "structured_sparsity", "unstructured_sparsity"]  # from results
@@ -40,13 +39,6 @@ FRONTS = {"params": "pareto_params", "macs": "pareto_macs", "ranked_train_s": "p
 
 class LeaderboardError(BadInput):
     """No results to rank, or results of several assignments mixed; the message says what to do."""
-
-
-def challenge_score(params: float, macs: float, weight_bits: float, activation_bits: float,
-                    structured_sparsity: float = 0.0, unstructured_sparsity: float = 0.0) -> float:
-    p_s, p_u = structured_sparsity, unstructured_sparsity
-    return ((1 - p_s - p_u) * (weight_bits / FULL_BITS) * params / REFERENCE_PARAMS
-            + (1 - p_s) * (max(weight_bits, activation_bits) / FULL_BITS) * macs / REFERENCE_MACS)
 
 
 def _number(x: float) -> str:

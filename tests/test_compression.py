@@ -148,3 +148,40 @@ def test_activation_bits_come_from_dequantized_integers_or_the_dtype():
     assert activation_bits(exported(QuantizedActivations())) == 8
     assert activation_bits(exported(linear())) == 32
     assert activation_bits(exported(linear().half(), torch.float16)) == 16
+
+
+def evidence(profile: dict, accuracy: float | None = 0.95):
+    from harness.checks import Evidence
+
+    return Evidence(profile=profile, answers={}, reference=lambda name: {}, default_reference=None,
+                    metrics={"accuracy": accuracy})
+
+
+def graded(kind: str, profile: dict, accuracy: float | None = 0.95, **options):
+    from harness.checks import run_check
+    from harness.schema import CheckSpec
+
+    result = run_check(CheckSpec(id=kind, kind=kind, points=2, options=options), evidence(profile, accuracy))
+    return result.points, result.got, result.message
+
+
+BINARY_PROFILE = {"params": 650, "macs": 640, "weight_bits": 1.477, "activation_bits": 32, "structured_sparsity": 0.0,
+                  "unstructured_sparsity": 0.0, "compression": [{"op": "linear", "bits": 1, "rule": "levels"}]}
+
+
+def test_the_compression_check_kinds_grade_the_measured_figures():
+    assert graded("weight_bits", BINARY_PROFILE, at_most=2) == (2.0, 1.477, "weights at 1.477 bits per weight, at "
+                                                                           "most 2.")
+    points, got, message = graded("weight_bits", {**BINARY_PROFILE, "weight_bits": 32.0,
+                                                  "compression": [{"op": "linear", "bits": 32, "rule": "dtype"}]},
+                                  at_most=16)
+    assert (points, got) == (0.0, 32.0) and "per layer: linear 32 (dtype)" in message
+    assert graded("activation_bits", BINARY_PROFILE, at_most=8)[:2] == (0.0, 32)
+    pruned = {**BINARY_PROFILE, "structured_sparsity": 0.25, "unstructured_sparsity": 0.3}
+    assert graded("sparsity", pruned, unstructured=0.5, structured=0.2)[:2] == (2.0, {"zero": 0.55,
+                                                                                     "structured": 0.25})
+    assert graded("sparsity", pruned, structured=0.3)[0] == 0.0
+    score = (1.477 / 32) * 650 / 5.6e6 + (32 / 32) * 640 / 2.8e8  # q_a = 32 dominates the MAC term
+    assert graded("challenge_score", BINARY_PROFILE, at_most=0.01) == (2.0, round(score, 6),
+                                                                     f"score {score:.4f}, at most 0.01.")
+    assert graded("challenge_score", BINARY_PROFILE, accuracy=0.85, at_most=0.01)[:2] == (0.0, None)  # the gate
