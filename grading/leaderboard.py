@@ -28,7 +28,7 @@ from harness.spec import ASSIGNMENTS_DIR, AssignmentSpec, load_spec, resolve
 
 RESNET18_CIFAR = (11_173_962, 556_651_520)  # its params and MACs (measured in tests/test_leaderboard.py)
 METRICS = ["architecture", "time_basis", "params", "macs", "accuracy", "train_time_s", "train_cpu_s", "exec_time_s",
-           "exec_cpu_s", "charged_train_s", "time_ratio", "latency_ms", "weight_bits", "activation_bits",
+           "exec_cpu_s", "charged_train_s", "time_ratio", "latency_ms", "weights", "weight_bits", "activation_bits",
            "structured_sparsity", "unstructured_sparsity"]  # from results
 NUMBERS = METRICS[2:]
 TEXT_COLUMNS = ["submission", "architecture", "Pareto"]  # of display_table: left-aligned
@@ -124,10 +124,11 @@ def leaderboard_table(spec: AssignmentSpec, results: list[dict]) -> pd.DataFrame
     table[NUMBERS] = table[NUMBERS].apply(pd.to_numeric, errors="coerce")
     table.insert(table.columns.get_loc("time_ratio"), "ranked_train_s", ranked_train_s(table))
     measured = (table["status"] == "graded") & table[["params", "macs"]].notna().all(axis=1)
+    scored = measured & table[["weights", "weight_bits"]].notna().all(axis=1)
     table["challenge_score"] = [
-        challenge_score(r.params, r.macs, r.weight_bits, r.activation_bits, r.structured_sparsity or 0.0,
-                        r.unstructured_sparsity or 0.0) if ok and pd.notna(r.weight_bits) else float("nan")
-        for ok, r in zip(measured, table.itertuples())]
+        challenge_score(r.weights, r.macs, r.weight_bits, r.activation_bits, r.structured_sparsity or 0.0,
+                        r.unstructured_sparsity or 0.0) if ok else float("nan")
+        for ok, r in zip(scored, table.itertuples())]
     table["above_gate"] = measured & (table["accuracy"] >= spec.leaderboard.accuracy_gate)
     ranked = table[measured]
     for cost, column in FRONTS.items():

@@ -29,6 +29,7 @@ WEIGHT_ARGUMENT = {  # op name -> position of its weight argument
     "conv1d": 1, "conv2d": 1, "conv3d": 1, "convolution": 1, "_convolution": 1,
     "conv_transpose1d": 1, "conv_transpose2d": 1, "conv_transpose3d": 1, "linear": 1, "embedding": 0,
 }
+BIAS_ARGUMENT = {op: 2 for op in WEIGHT_ARGUMENT if op != "embedding"}
 MAX_LEVEL_BITS = 8
 MIN_GRID_VALUES = 8  # a channel with fewer values says nothing about a grid (any 2 values are "uniform")
 GRID_TOLERANCE = 1e-3  # of a grid index: dequantized products carry float rounding
@@ -110,23 +111,30 @@ class _Folder:
 _UNFOLDABLE = object()
 
 
-def effective_weights(ep: torch.export.ExportedProgram) -> list[EffectiveWeight]:
+def effective_weights(ep: torch.export.ExportedProgram, fold: _Folder | None = None) -> list[EffectiveWeight]:
     """Each weight-bearing layer op's weight as it sees it, with its bits and the rule that decided them."""
-    import torch
-
-    fold = _Folder(ep)
+    fold = fold or _Folder(ep)
     found = []
     for node in ep.graph.nodes:
-        position = WEIGHT_ARGUMENT.get(_op_name(node))
-        if position is None or position >= len(node.args):
-            continue
-        value = fold(node.args[position])
-        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
-            continue
-        sources = sorted(fold.sources.get(node.args[position].name, set()))
-        bits, rule = weight_bits(value, [fold.stored[name] for name in sources])
-        found.append(EffectiveWeight(node.name, sources, value, bits, rule))
+        value, sources = _folded_argument(fold, node, WEIGHT_ARGUMENT)
+        if value is not None:
+            bits, rule = weight_bits(value, [fold.stored[name] for name in sources])
+            found.append(EffectiveWeight(node.name, sources, value, bits, rule))
     return found
+
+
+def _folded_argument(fold: _Folder, node, positions: dict[str, int]) -> tuple[torch.Tensor | None, list[str]]:
+    """A layer op's argument at `positions[op]`, folded: (value, the stored tensors it comes from), or (None, [])."""
+    import torch
+    from torch.fx import Node
+
+    position = positions.get(_op_name(node))
+    if position is None or position >= len(node.args) or not isinstance(node.args[position], Node):
+        return None, []
+    value = fold(node.args[position])
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+        return None, []
+    return value, sorted(fold.sources.get(node.args[position].name, set()))
 
 
 def weight_bits(value: torch.Tensor, stored: list[torch.Tensor] = ()) -> tuple[int, str]:
@@ -193,45 +201,63 @@ def activation_bits(ep: torch.export.ExportedProgram) -> int | None:
     return max(found) if found else None
 
 
-def weight_tensors(ep: torch.export.ExportedProgram, weights: list[EffectiveWeight]) -> dict[str, torch.Tensor]:
-    """The model's weights the course's way (w): the parameters the graph uses, and the integer tensors a layer's
-    weight is dequantized from (PT2E keeps int8 weights as buffers and leaves the float ones as unused parameters);
-    never a pruning mask, a scale or a zero point."""
+@dataclass
+class CountedWeights:
+    """The course's w, tensor by tensor, each as the model uses it."""
+    values: list[torch.Tensor]  # effective values (what the layers see), dense
+    bits: list[int]
+    layers: list[EffectiveWeight]
+
+
+def counted_weights(ep: torch.export.ExportedProgram) -> CountedWeights:
+    """The model's weights the course's way (w), counted by what the layers use, whatever holds them:
+    - each layer op's effective weight (one per distinct set of stored sources: a tied weight counts once), at the
+      bits its rule decided: prune's weight_orig x weight_mask counts once and dense, PT2E's int8 buffer once (its
+      float original is an unused parameter), a weight kept in a buffer counts like a parameter;
+    - each conv/linear's effective bias, at its dtype's bits;
+    - every other parameter the graph uses (normalization scales and shifts), at its dtype's bits.
+    Never a pruning mask, a scale, a zero point, BatchNorm's running statistics or an unused parameter."""
+    fold = _Folder(ep)
+    layers = effective_weights(ep, fold)
+    counted, seen = CountedWeights([], [], layers), set()
+
+    def add(key, sources: list[str], value, bits: int) -> None:
+        if key not in seen:
+            seen.add(key)
+            seen.update(sources)
+            counted.values.append(value)
+            counted.bits.append(bits)
+
+    for layer in layers:
+        add(tuple(layer.sources) or layer.op, layer.sources, layer.value, layer.bits)
+    for node in ep.graph.nodes:
+        bias, sources = _folded_argument(fold, node, BIAS_ARGUMENT)
+        if bias is not None:
+            add(tuple(sources) or node.name, sources, bias, _dtype_bits(bias.dtype))
     used = {node.name for node in ep.graph.nodes if node.op == "placeholder" and node.users}
-    stored = {spec.target: spec.arg.name for spec in ep.graph_signature.input_specs}
-    tensors = {name: ep.state_dict[name].detach() for name in ep.graph_signature.parameters if stored[name] in used}
-    for weight in weights:
-        if weight.rule == "integer storage":
-            for source in weight.sources:
-                table = ep.constants if source in ep.constants else ep.state_dict
-                if table[source].numel() == weight.value.numel() and not table[source].is_floating_point():
-                    tensors[source] = table[source].detach()
-    return tensors
+    placeholder = {spec.target: spec.arg.name for spec in ep.graph_signature.input_specs}
+    for name in ep.graph_signature.parameters:
+        if placeholder[name] in used and name not in seen:
+            tensor = ep.state_dict[name].detach()
+            add(name, [name], tensor, _dtype_bits(tensor.dtype))
+    return counted
 
 
 def compression_figures(ep: torch.export.ExportedProgram) -> dict:
-    """The challenge score's weight figures over `weight_tensors` (w, dense: `params`), each counted as its
-    effective weight where a layer uses it: `weight_bits` (weighted by size; other tensors at their dtype's bits),
-    `structured_sparsity` (weights in all-zero output channels, over w) and `unstructured_sparsity` (the other
-    zeros, over w), and `layers`: per layer op, its bits and how they were decided."""
-    weights = effective_weights(ep)
-    tensors = weight_tensors(ep, weights)
-    total = sum(t.numel() for t in tensors.values())
+    """The challenge score's weight figures over `counted_weights` (w, dense: `params`): `weight_bits` (weighted by
+    size), `structured_sparsity` (weights in all-zero output channels of a layer's weight, over w) and
+    `unstructured_sparsity` (the other zeros, over w), and `layers`: per layer op, its bits and how they were
+    decided."""
+    counted = counted_weights(ep)
+    total = sum(value.numel() for value in counted.values)
     layers = [{"op": w.op, "sources": w.sources, "bits": w.bits, "rule": w.rule,
-               "zeros": int((w.value == 0).sum()), "numel": int(w.value.numel())} for w in weights]
+               "zeros": int((w.value == 0).sum()), "numel": int(w.value.numel())} for w in counted.layers]
     if not total:
         return {"params": 0, "weight_bits": None, "structured_sparsity": 0.0, "unstructured_sparsity": 0.0,
                 "layers": layers}
-    effective: dict[str, EffectiveWeight] = {}
-    for weight in weights:
-        for source in weight.sources:
-            if source in tensors and tensors[source].numel() == weight.value.numel():
-                effective.setdefault(source, weight)
     bits = pruned = zeros = 0
-    for name, tensor in tensors.items():
-        weight = effective.get(name)
-        value = weight.value if weight is not None else tensor
-        bits += (weight.bits if weight is not None else _dtype_bits(tensor.dtype)) * tensor.numel()
+    for value, value_bits in zip(counted.values, counted.bits):
+        bits += value_bits * value.numel()
         if value.dim() >= 2:
             empty = (value.reshape(value.shape[0], -1) == 0).all(1)
             pruned += int(empty.sum()) * (value.numel() // value.shape[0])

@@ -78,10 +78,10 @@ def check_challenge_score(spec: CheckSpec, evidence: Evidence) -> CheckResult:
         shown = "not measured" if accuracy is None else f"{accuracy:.2%}"
         return _result(spec, 0.0, limit, None, f"accuracy on the held-out split {shown}, below the gate of "
                                                f"{gate:.0%}: the score counts only at or above it.")
-    score = challenge_score(p["params"], p["macs"], p["weight_bits"], p["activation_bits"],
+    score = challenge_score(p["weights"], p["macs"], p["weight_bits"], p["activation_bits"],
                             p.get("structured_sparsity") or 0.0, p.get("unstructured_sparsity") or 0.0)
     if score <= limit:
         return _result(spec, 1.0, limit, round(score, 6), f"score {score:.4f}, at most {limit:g}.")
     return _result(spec, 0.0, limit, round(score, 6),
-                   f"score {score:.4f}, above {limit:g} (w {p['params']:,}, f {p['macs']:,}, q_w {p['weight_bits']:g},"
+                   f"score {score:.4f}, above {limit:g} (w {p['weights']:,}, f {p['macs']:,}, q_w {p['weight_bits']:g},"
                    f" q_a {p['activation_bits']:g}): fewer parameters and MACs, fewer bits, or more pruning.")

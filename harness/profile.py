@@ -45,6 +45,7 @@ class Profile(TypedDict, total=False):
     module_types: dict[str, str]
     input_shape: list[int]
     architecture: str
+    weights: int  # the course's w (challenge score): weights the layers use, whatever holds them (compression.py)
     weight_bits: float | None  # bits per weight, weighted by size (effective weights: harness/compression.py)
     compression: list[LayerCompression]  # per weight-bearing layer op: its bits and the rule that decided them
     activation_bits: int

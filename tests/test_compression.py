@@ -144,6 +144,28 @@ class QuantizedActivations(nn.Module):
         return self.fc(ops.dequantize_per_tensor.default(q, 0.05, 0, -128, 127, torch.int8))
 
 
+class OddlyHeld(nn.Module):
+    """A Linear, an unused Linear, a BatchNorm, a weight kept in a buffer and used twice (tied), without bias."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.unused, self.bn = linear(), nn.Linear(64, 64), nn.BatchNorm1d(10)
+        self.register_buffer("hidden", torch.randn(10, 10))
+
+    def forward(self, x):
+        h = nn.functional.linear(self.bn(self.fc(x)), self.hidden)
+        return nn.functional.linear(h, self.hidden)
+
+
+def test_w_counts_what_the_layers_use_whatever_holds_it():
+    """650 (fc) + 20 (BatchNorm's weight and bias; not its running statistics) + 100 (the buffer, once though used
+    twice); the unused Linear's 4,160 parameters are no weights of the model."""
+    figures = compression_figures(exported(OddlyHeld()))
+    assert figures["params"] == 650 + 20 + 100
+    assert [(entry["op"], entry["sources"]) for entry in figures["layers"]] == [
+        ("linear", ["fc.weight"]), ("linear_1", ["hidden"]), ("linear_2", ["hidden"])]
+
+
 def test_activation_bits_come_from_dequantized_integers_or_the_dtype():
     assert activation_bits(exported(QuantizedActivations())) == 8
     assert activation_bits(exported(linear())) == 32
@@ -165,8 +187,9 @@ def graded(kind: str, profile: dict, accuracy: float | None = 0.95, **options):
     return result.points, result.got, result.message
 
 
-BINARY_PROFILE = {"params": 650, "macs": 640, "weight_bits": 1.477, "activation_bits": 32, "structured_sparsity": 0.0,
-                  "unstructured_sparsity": 0.0, "compression": [{"op": "linear", "bits": 1, "rule": "levels"}]}
+BINARY_PROFILE = {"params": 650, "weights": 650, "macs": 640, "weight_bits": 1.477, "activation_bits": 32,
+                  "structured_sparsity": 0.0, "unstructured_sparsity": 0.0,
+                  "compression": [{"op": "linear", "bits": 1, "rule": "levels"}]}
 
 
 def test_the_compression_check_kinds_grade_the_measured_figures():
