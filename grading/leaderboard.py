@@ -23,7 +23,7 @@ import pandas as pd
 
 from grading import leaderboard_html
 from harness.errors import BadInput, SpecError
-from harness.score import FULL_BITS, REFERENCE_MACS, REFERENCE_PARAMS, challenge_score
+from harness.score import FULL_BITS, REFERENCE_MACS, REFERENCE_PARAMS, challenge_score, score_terms
 from harness.spec import ASSIGNMENTS_DIR, AssignmentSpec, load_spec, resolve
 
 RESNET18_CIFAR = (11_173_962, 556_651_520)  # its params and MACs (measured in tests/test_leaderboard.py)
@@ -125,10 +125,12 @@ def leaderboard_table(spec: AssignmentSpec, results: list[dict]) -> pd.DataFrame
     table.insert(table.columns.get_loc("time_ratio"), "ranked_train_s", ranked_train_s(table))
     measured = (table["status"] == "graded") & table[["params", "macs"]].notna().all(axis=1)
     scored = measured & table[["weights", "weight_bits"]].notna().all(axis=1)
-    table["challenge_score"] = [
-        challenge_score(r.weights, r.macs, r.weight_bits, r.activation_bits, r.structured_sparsity or 0.0,
-                        r.unstructured_sparsity or 0.0) if ok else float("nan")
-        for ok, r in zip(scored, table.itertuples())]
+    terms = [score_terms(r.weights, r.macs, r.weight_bits, r.activation_bits, r.structured_sparsity or 0.0,
+                         r.unstructured_sparsity or 0.0) if ok else (float("nan"), float("nan"))
+             for ok, r in zip(scored, table.itertuples())]
+    table["score_weight_term"] = [weight for weight, _ in terms]
+    table["score_mac_term"] = [mac for _, mac in terms]
+    table["challenge_score"] = table["score_weight_term"] + table["score_mac_term"]
     table["above_gate"] = measured & (table["accuracy"] >= spec.leaderboard.accuracy_gate)
     ranked = table[measured]
     for cost, column in FRONTS.items():
@@ -258,7 +260,9 @@ def display_table(table: pd.DataFrame, rank: str = "pareto") -> pd.DataFrame:
                        for v, share in zip(table["time_ratio"], table["runs_per_gpu"])],
         "latency ms": [num(v, ".3f") for v in table["latency_ms"]],
         **bits,
-        "score": [("" if pd.isna(s) else f"{s:.4f}" + ("" if ok else " (below gate)"))
+        **({"weight term": [num(v, ".4g") for v in table["score_weight_term"]],
+            "MAC term": [num(v, ".4g") for v in table["score_mac_term"]]} if rank == "challenge" else {}),
+        "score": [("" if pd.isna(s) else f"{s:.4g}" + ("" if ok else " (below gate)"))
                   for s, ok in zip(table["challenge_score"], table["above_gate"])],
         "Pareto": [" ".join(name for name, col in (("params", "pareto_params"), ("MACs", "pareto_macs"),
                                                    ("time", "pareto_time")) if row[col])
@@ -284,11 +288,14 @@ def legend(spec: AssignmentSpec, table: pd.DataFrame) -> list[tuple[str, str]]:
     resnet = challenge_score(*RESNET18_CIFAR, 16, 16)
     header, _, time_meaning = time_column(table)
     items = [
-        ("score", f"`{SCORE_FORMULA}`, lower is better: `w` parameters, `f` MACs (multiply-accumulates for one "
-                  "example), `q_w` / `q_a` bits of the weights (averaged over the parameters) / of the activations "
-                  f"({FULL_BITS} = float32, 16 = half precision), `p_s` structured sparsity (the share of parameters "
-                  "in all-zero output channels, which leave the MAC term too), `p_u` unstructured sparsity (the share "
-                  f"of the other parameters that are exactly zero). {_number(REFERENCE_PARAMS)} and "
+        ("score", f"`{SCORE_FORMULA}`, lower is better: `w` the weights the layers use (whatever holds them; a "
+                  "pruned weight counts), `f` MACs (multiply-accumulates for one example; a quantized or pruned "
+                  "graph counts like its float original), `q_w` / `q_a` bits of the weights as the layers see them "
+                  f"(averaged over `w`: {FULL_BITS} = float32, 16 = half precision, 8 = int8 storage, k = float "
+                  "values on at most 2^k levels per output channel) / of the layers' inputs, `p_s` structured "
+                  "sparsity (the share of `w` in all-zero output channels, which leave the MAC term too), `p_u` "
+                  "unstructured sparsity (the share of the other weights that are exactly zero; prune's masks "
+                  f"count). {_number(REFERENCE_PARAMS)} and "
                   f"{_number(REFERENCE_MACS)} are the course's reference figures (ResNet18-CIFAR: "
                   f"{RESNET18_CIFAR[0]:,} parameters, {RESNET18_CIFAR[1]:,} MACs; in half precision it scores "
                   f"{resnet:.2f}). Every number "
@@ -315,6 +322,10 @@ def legend(spec: AssignmentSpec, table: pd.DataFrame) -> list[tuple[str, str]]:
         ("time ratio", "the training time charged / the reference solution's training time, what the assignment's "
                        "time check compares (k/GPU: k runs shared one GPU)."),
     ]
+    if challenge:
+        weight_term, mac_term = SCORE_FORMULA.removeprefix("score = ").split(" + ")
+        items.append(("weight term, MAC term", f"the score's two terms, `{weight_term}` and `{mac_term}`: which "
+                                               "one to work on."))
     if shows_bits(table, spec.leaderboard.rank):
         items.append((", ".join(BITS), "`q_w`, `q_a`, `p_s`, `p_u` of the score, as in leaderboard.csv (shown "
                                        "wherever the score ranks, and elsewhere when a submission is not 32-bit "

@@ -8,8 +8,14 @@ REFERENCE_PARAMS, REFERENCE_MACS = 5.6e6, 2.8e8  # ResNet18-CIFAR (11,173,962 pa
 FULL_BITS = 32  # float32: q / FULL_BITS = 1
 
 
+def score_terms(params: float, macs: float, weight_bits: float, activation_bits: float,
+                structured_sparsity: float = 0.0, unstructured_sparsity: float = 0.0) -> tuple[float, float]:
+    """(the weights' term, the MACs' term) of the score."""
+    p_s, p_u = structured_sparsity, unstructured_sparsity
+    return ((1 - p_s - p_u) * (weight_bits / FULL_BITS) * params / REFERENCE_PARAMS,
+            (1 - p_s) * (max(weight_bits, activation_bits) / FULL_BITS) * macs / REFERENCE_MACS)
+
+
 def challenge_score(params: float, macs: float, weight_bits: float, activation_bits: float,
                     structured_sparsity: float = 0.0, unstructured_sparsity: float = 0.0) -> float:
-    p_s, p_u = structured_sparsity, unstructured_sparsity
-    return ((1 - p_s - p_u) * (weight_bits / FULL_BITS) * params / REFERENCE_PARAMS
-            + (1 - p_s) * (max(weight_bits, activation_bits) / FULL_BITS) * macs / REFERENCE_MACS)
+    return sum(score_terms(params, macs, weight_bits, activation_bits, structured_sparsity, unstructured_sparsity))

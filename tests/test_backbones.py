@@ -148,7 +148,9 @@ def test_extra_models_are_measured_when_declared_and_a_missing_one_fails_only_it
     assert result.status == "graded", result.error
     # scratch: Linear(48, 1) + Linear(1, 10) = 49 + 20 parameters, 48 + 10 MACs
     assert result.metrics["models"] == {"scratch": {"params": 69, "trainable_params": 69, "macs": 58,
-                                                    "accuracy": None}}
+                                                    "accuracy": None, "weights": 69, "weight_bits": 32.0,
+                                                    "activation_bits": 32, "structured_sparsity": 0.0,
+                                                    "unstructured_sparsity": 0.0}}
     assert (checks["params"].passed, checks["scratch_params"].passed) == (True, True)
     assert (checks["finetuned_output"].passed, checks["finetuned_output"].got) == (False, None)
     assert "did not submit the model 'finetuned'" in checks["finetuned_output"].message

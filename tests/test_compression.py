@@ -208,3 +208,16 @@ def test_the_compression_check_kinds_grade_the_measured_figures():
     assert graded("challenge_score", BINARY_PROFILE, at_most=0.01) == (2.0, round(score, 6),
                                                                      f"score {score:.4f}, at most 0.01.")
     assert graded("challenge_score", BINARY_PROFILE, accuracy=0.85, at_most=0.01)[:2] == (0.0, None)  # the gate
+
+
+def test_the_console_shows_the_compression_figures_only_when_there_are_some():
+    from grading.console import compressed, compression_line
+
+    dense = {"weights": 650, "macs": 640, "weight_bits": 32.0, "activation_bits": 32, "structured_sparsity": 0.0,
+             "unstructured_sparsity": 0.0}
+    assert not compressed(dense) and not compressed({**dense, "weight_bits": None})
+    half_pruned = {**dense, "weight_bits": 16.0, "activation_bits": 16, "unstructured_sparsity": 0.25}
+    assert compressed(half_pruned)
+    score = 0.75 * 0.5 * 650 / 5.6e6 + 0.5 * 640 / 2.8e8
+    assert compression_line(half_pruned) == (f"weights 650 at 16 bits, activations 16 bits, 25.0% zero (0.0% in "
+                                             f"whole filters), course score {score:.3g}")
