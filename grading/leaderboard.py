@@ -248,6 +248,14 @@ def display_table(table: pd.DataFrame, rank: str = "pareto") -> pd.DataFrame:
 
     bits = {header: [("" if pd.isna(v) else percent(v) if "sparsity" in column else f"{v:g}")
                      for v in table[column]] for header, column in BITS.items()} if shows_bits(table, rank) else {}
+    scores = [("" if pd.isna(s) else f"{s:.4g}" + ("" if ok else " (below gate)"))
+              for s, ok in zip(table["challenge_score"], table["above_gate"])]
+    if rank == "challenge":  # the score that ranks, and what it is made of, right after the accuracy
+        after_accuracy = {"score": scores, "weight term": [num(v, ".4g") for v in table["score_weight_term"]],
+                          "MAC term": [num(v, ".4g") for v in table["score_mac_term"]], **bits}
+        at_end = {}
+    else:
+        after_accuracy, at_end = {}, {**bits, "score": scores}
     shown = pd.DataFrame({
         "rank": table["rank"].astype("string").fillna(""),
         "submission": table["submission"],
@@ -255,15 +263,12 @@ def display_table(table: pd.DataFrame, rank: str = "pareto") -> pd.DataFrame:
         "params": [num(v, ",.0f") for v in table["params"]],
         "MACs": [num(v, ",.0f") for v in table["macs"]],
         "accuracy": [num(v, ".1%") for v in table["accuracy"]],
+        **after_accuracy,
         time_column(table)[0]: [num(v, ".2f") for v in table["ranked_train_s"]],
         "time ratio": [num(v, ".2f") + (f" ({share:g}/GPU)" if pd.notna(share) and num(v, ".2f") else "")
                        for v, share in zip(table["time_ratio"], table["runs_per_gpu"])],
         "latency ms": [num(v, ".3f") for v in table["latency_ms"]],
-        **bits,
-        **({"weight term": [num(v, ".4g") for v in table["score_weight_term"]],
-            "MAC term": [num(v, ".4g") for v in table["score_mac_term"]]} if rank == "challenge" else {}),
-        "score": [("" if pd.isna(s) else f"{s:.4g}" + ("" if ok else " (below gate)"))
-                  for s, ok in zip(table["challenge_score"], table["above_gate"])],
+        **at_end,
         "Pareto": [" ".join(name for name, col in (("params", "pareto_params"), ("MACs", "pareto_macs"),
                                                    ("time", "pareto_time")) if row[col])
                    for _, row in table.iterrows()],

@@ -219,9 +219,10 @@ def check_beats(spec: CheckSpec, evidence: Evidence) -> CheckResult:
         return _result(spec, 1.0, needed, accuracy, f"{compared} ({(accuracy - other['accuracy']) * 100:+.1f} "
                        "points).")
     return _result(spec, 0.0, needed, accuracy,
-                   f"{compared}: not more accurate{f' by more than {margin:.1%}' if margin else ''}. With the same "
-                   "small budget, the pretrained features should win: check that the head trains (learning rate, "
-                   "which parameters reach the optimizer) and that the backbone is the pretrained one.")
+                   f"{compared}: not more accurate{f' by more than {margin:.1%}' if margin else ''}, with the same "
+                   "network and budget: what should make the difference (pretrained features, a teacher's soft "
+                   "targets) did not reach the training. Check that the model you submit is the one trained that "
+                   "way, and what reaches the optimizer (learning rate, parameters).")
 
 
 @check_kind("frozen_backbone", Option("head", str, default="", doc="module name of the new head (not compared)"))

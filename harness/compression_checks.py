@@ -59,7 +59,11 @@ def check_sparsity(spec: CheckSpec, evidence: Evidence) -> CheckResult:
         return _result(spec, 1.0, expected, got, f"{zero:.1%} of the weights are zero ({structured:.1%} in whole "
                                                  "filters).")
     short = []
-    if zero < need_zero:
+    if zero < need_zero and zero < need_zero / 10:
+        short.append(f"{zero:.1%} of the weights are zero, {need_zero:.1%} needed: the model you submit is "
+                     "(almost) dense. Prune it (torch.nn.utils.prune, global magnitude) and keep the masks while "
+                     "fine-tuning: after prune.remove the zeros train back")
+    elif zero < need_zero:
         short.append(f"{zero:.1%} of the weights are zero, {need_zero:.1%} needed: prune more (global magnitude "
                      "pruning), then fine-tune")
     if structured < need_structured:

@@ -204,6 +204,8 @@ def test_the_compression_check_kinds_grade_the_measured_figures():
     assert graded("sparsity", pruned, unstructured=0.5, structured=0.2)[:2] == (2.0, {"zero": 0.55,
                                                                                      "structured": 0.25})
     assert graded("sparsity", pruned, structured=0.3)[0] == 0.0
+    grown_back = {**pruned, "structured_sparsity": 0.0, "unstructured_sparsity": 0.01}
+    assert "keep the masks while fine-tuning" in graded("sparsity", grown_back, unstructured=0.5)[2]
     score = (1.477 / 32) * 650 / 5.6e6 + (32 / 32) * 640 / 2.8e8  # q_a = 32 dominates the MAC term
     assert graded("challenge_score", BINARY_PROFILE, at_most=0.01) == (2.0, round(score, 6),
                                                                      f"score {score:.4f}, at most 0.01.")
