@@ -20,17 +20,19 @@ def missing_programs() -> list[str]:
 
 
 def slurm_conf(directory: Path) -> str:
-    """One node (this machine: its CPUs, 90 % of its memory), one partition; no cgroups (task/none, linuxproc)."""
+    """One node (this machine: its CPUs, 90 % of its memory), one partition; no cgroups (task/none, linuxproc).
+    Both daemons are addressed by 127.0.0.1: a CI machine's host name need not resolve (no DNS, not in /etc/hosts),
+    and Slurm looks its hosts up by name unless given an address."""
     host = socket.gethostname()
     memory_mb = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20 * 0.9)
     return "\n".join([
-        "ClusterName=dlgrade-test", f"SlurmctldHost={host}", "SlurmUser=root", "AuthType=auth/munge",
+        "ClusterName=dlgrade-test", f"SlurmctldHost={host}(127.0.0.1)", "SlurmUser=root", "AuthType=auth/munge",
         f"StateSaveLocation={directory}/state", f"SlurmdSpoolDir={directory}/spool",
         f"SlurmctldPidFile={directory}/slurmctld.pid", f"SlurmdPidFile={directory}/slurmd.pid",
         f"SlurmctldLogFile={directory}/slurmctld.log", f"SlurmdLogFile={directory}/slurmd.log",
         "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "JobAcctGatherType=jobacct_gather/none",
         "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core_Memory", "ReturnToService=2", "MpiDefault=none",
-        f"NodeName={host} CPUs={os.cpu_count()} RealMemory={memory_mb} State=UNKNOWN",
+        f"NodeName={host} NodeAddr=127.0.0.1 CPUs={os.cpu_count()} RealMemory={memory_mb} State=UNKNOWN",
         f"PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP", ""])
 
 
@@ -51,12 +53,14 @@ def start(directory: Path) -> dict[str, str]:
         subprocess.run([daemon, "-f", str(conf)], check=True, env={**os.environ, **env})
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        state = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True,
-                               env={**os.environ, **env}).stdout.strip()
-        if state == "idle":
+        sinfo = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, env={**os.environ, **env})
+        if sinfo.stdout.strip() == "idle":
             return env
         time.sleep(0.5)
-    raise RuntimeError(f"the Slurm node did not become idle ({state!r}); see {directory}/slurm*.log")
+    logs = "".join(f"\n--- {log.name} (last lines):\n" + "\n".join(log.read_text().splitlines()[-15:])
+                   for log in sorted(directory.glob("slurm*.log")))
+    raise RuntimeError(f"the Slurm node did not become idle: sinfo said {sinfo.stdout.strip()!r} "
+                       f"{sinfo.stderr.strip()!r}{logs}")
 
 
 def stop(directory: Path, env: dict[str, str]) -> None:

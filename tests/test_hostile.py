@@ -39,10 +39,10 @@ input_shape = [3, 32, 32]
 dataset = "digits32"
 
 [limits]
-timeout_s = 20
-cell_timeout_s = 10
+timeout_s = 60
+cell_timeout_s = 30
 memory_gb = 1
-measure_timeout_s = 8
+measure_timeout_s = 30
 max_processes = 64
 max_file_mb = 50
 max_output_mb = 1
@@ -65,7 +65,7 @@ kind = "accuracy"
 points = 2
 threshold = 0.05
 """
-BUSY_6S = "import time\nt = time.monotonic()\nwhile time.monotonic() - t < 6:\n    pass"  # < cell_timeout_s
+BUSY_20S = "import time\nt = time.monotonic()\nwhile time.monotonic() - t < 20:\n    pass"  # < cell_timeout_s
 
 
 def write_attempts(targets: dict[str, Path]) -> list[str]:
@@ -113,8 +113,8 @@ def cases(paths: dict[str, Path], port: int, mechanism: str) -> dict[str, tuple[
         "segfault": ([MODEL, "import ctypes\nctypes.string_at(0)"],
                      {"status": "crashed", "score": 0.0, "kind": "kernel_died", "says": "the Python kernel died",
                       "cell": 2}),
-        "infinite_loop": ([MODEL, *[BUSY_6S] * 4],
-                          {"status": "timeout", "score": 0.0, "kind": "timeout", "says": "whole-run limit of 20 s"}),
+        "infinite_loop": ([MODEL, *[BUSY_20S] * 4],
+                          {"status": "timeout", "score": 0.0, "kind": "timeout", "says": "whole-run limit of 60 s"}),
         "cell_past_timeout": ([MODEL, "import time\ntime.sleep(120)"],
                               {"status": "timeout", "score": 0.0, "kind": "cell_timeout",
                                "says": 'cell 3 ("import time")', "cell": 2}),
@@ -163,10 +163,10 @@ def cases(paths: dict[str, Path], port: int, mechanism: str) -> dict[str, tuple[
                            {"status": "failed", "score": 0.0, "kind": "export_failed", "says": "torch.where"}),
         "slow_forward": ([MODEL, "class Slow(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
                                  "        self.fc = nn.Linear(3072, 10)\n    def forward(self, x):\n"
-                                 "        big = x.new_ones(4096, 4096)\n        for _ in range(30):\n"
+                                 "        big = x.new_ones(4096, 4096)\n        for _ in range(100):\n"
                                  "            big = big @ big / 4096\n"
                                  "        return self.fc(x.flatten(1)) + big.sum() * 0\nmodel = Slow()"],
-                         {"status": "failed", "score": 0.0, "kind": "measure_failed", "says": "took longer than 8 s"}),
+                         {"status": "failed", "score": 0.0, "kind": "measure_failed", "says": "took longer than 30 s"}),
         "crafted_model_file": ([MODEL, "torch.export.save = lambda program, f: open(f, 'wb').write(b'PK\\x03\\x04x')"],
                                {"status": "failed", "score": 0.0, "kind": "measure_failed",
                                 "says": "could not be loaded as an exported program"}),
@@ -284,7 +284,8 @@ def test_the_hostile_matrix_as_an_ordinary_account(ordinary_account):
     finally:
         shutil.rmtree(base, ignore_errors=True)
     print(run.stdout[-6000:])
-    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    failure = "\n".join(line for line in run.stdout.splitlines() if line.startswith(("E ", ">")))  # pytest's own
+    assert run.returncode == 0, (failure or run.stdout[-6000:]) + run.stderr[-3000:]
     assert "1 passed" in run.stdout
 
 
