@@ -42,6 +42,12 @@ class BackboneError(BadInput):
     """A backbone file that is missing or is not what it claims; the message says what to place where."""
 
 
+def recipe_of(name: str) -> dict:
+    if name not in BACKBONES:
+        raise BackboneError(f"unknown backbone '{name}': use one of {', '.join(BACKBONES)}")
+    return BACKBONES[name]
+
+
 def ensure_backbone(name: str) -> Path:
     """The cached file of backbone `name`, pretrained on first use ($DLGRADE_CACHE/backbones, keyed by the reference
     recipe's hash and by the backbone's own recipe: editing reference/train.py, the models or BACKBONES[name] makes
@@ -52,9 +58,7 @@ def ensure_backbone(name: str) -> Path:
 
     from harness.cache import cache_root, recipe_hash
 
-    if name not in BACKBONES:
-        raise BackboneError(f"unknown backbone '{name}': use one of {', '.join(BACKBONES)}")
-    own = hashlib.sha256(json.dumps(BACKBONES[name], sort_keys=True).encode()).hexdigest()[:8]
+    own = hashlib.sha256(json.dumps(recipe_of(name), sort_keys=True).encode()).hexdigest()[:8]
     path = cache_root() / "backbones" / f"{name}-{recipe_hash()[:12]}-{own}-t{PRETRAIN_THREADS}.pt"
     if not path.is_file():
         partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -71,7 +75,7 @@ def pretrain_digits_backbone(out: str | Path, epochs: int | None = None, seed: i
     from reference.models import build
     from reference.train import pick_device, train
 
-    recipe = BACKBONES[name]
+    recipe = recipe_of(name)
     epochs = recipe["epochs"] if epochs is None else epochs
     seed = recipe["seed"] if seed is None else seed
     dataset = recipe["dataset"]
