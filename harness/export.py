@@ -57,7 +57,7 @@ def export_model(model: nn.Module, example_input: torch.Tensor) -> torch.export.
     try:
         program = _export(cpu_model, x)
     except Exception as exc:  # torch raises many types here; all mean "not exportable"
-        raise ExportError(explain_export_failure(exc)) from exc
+        raise ExportError(explain_export_failure(exc, observers(cpu_model))) from exc
     opless = modules_without_ops(program)
     if not opless:
         return program
@@ -101,11 +101,24 @@ def modules_without_ops(program: torch.export.ExportedProgram) -> tuple[str, ...
     return tuple(entry.fqn for entry in program.module_call_graph if entry.fqn and entry.fqn not in with_ops)
 
 
-def explain_export_failure(exc: Exception) -> str:
+def observers(model: nn.Module) -> list[str]:
+    """Names of the quantization observers and fake-quantize modules left in `model` (PyTorch's or torchao's:
+    their classes derive from ObserverBase or FakeQuantizeBase): a model prepared for quantization, not converted."""
+    return sorted(name for name, module in model.named_modules()
+                  if any(cls.__name__ in ("ObserverBase", "FakeQuantizeBase") for cls in type(module).__mro__))
+
+
+def explain_export_failure(exc: Exception, observer_names: list[str] | None = None) -> str:
     """Turn a torch.export failure into a message that says what to change in the model."""
     text = str(exc)
     first_line = next((line for line in text.splitlines() if line.strip()), type(exc).__name__)
-    if "data-dependent" in text or "GuardOnDataDependent" in text or "DataDependent" in type(exc).__name__:
+    if observer_names:
+        shown = ", ".join(observer_names[:3]) + (f" and {len(observer_names) - 3} more" if len(observer_names) > 3
+                                                 else "")
+        advice = (f"the model still holds quantization observers ({shown}): it was prepared for quantization but not "
+                  "converted; after calibrating, submit `convert_pt2e(prepared)` (or `prepare_qat_pt2e` -> train -> "
+                  "`convert_pt2e`)")
+    elif "data-dependent" in text or "GuardOnDataDependent" in text or "DataDependent" in type(exc).__name__:
         advice = (
             "forward() branches on tensor values (e.g. `if x.sum() > 0:` or `.item()`), which torch.export cannot "
             "capture: use torch.where(...) for element-wise choices, or decide the branch from shapes/attributes"

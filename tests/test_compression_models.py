@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from harness.export import export_model
+from harness.export import ExportError, export_model
 from harness.measure import profile_program
 from harness.score import challenge_score
 
@@ -66,10 +66,9 @@ def four_bit() -> ConvNet:  # 16 levels +-0.5 .. +-7.5 (x a per-channel scale): 
     return set_weights(ConvNet(), lambda i, c: (2 * (i % 16) - 15) / 2 * 0.01 * (1 + c % 3))
 
 
-def pt2e_int8() -> nn.Module:
-    """torchao's PT2E flow (X86InductorQuantizer): int8 weights per channel and int8 activations. The float weights
-    are kept at least 0.5 in magnitude so no int8 weight rounds to 0: p_u = 0."""
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+def pt2e_prepared() -> nn.Module:
+    """The first half of torchao's PT2E flow (X86InductorQuantizer): observers inserted and calibrated."""
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
     from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
         X86InductorQuantizer,
         get_default_x86_inductor_quantization_config,
@@ -80,7 +79,15 @@ def pt2e_int8() -> nn.Module:
     quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config())
     prepared = prepare_pt2e(export_model(model, x).module(), quantizer)
     prepared(x)
-    return convert_pt2e(prepared)
+    return prepared
+
+
+def pt2e_int8() -> nn.Module:
+    """torchao's PT2E flow: int8 weights per channel and int8 activations. The float weights are kept at least 0.5
+    in magnitude so no int8 weight rounds to 0: p_u = 0."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    return convert_pt2e(pt2e_prepared())
 
 
 def unstructured_half() -> ConvNet:  # l1_unstructured 50 %: 108 of 216, 1440 of 2880 zero; masks kept
@@ -136,3 +143,14 @@ def test_the_int8_program_loads_and_measures_in_a_process_without_torchao(tmp_pa
             "print(json.dumps([p['params'], p['macs'], p['weight_bits'], p['activation_bits']]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == f"[{W}, {F}, {round((8 * 3096 + FP32_BIASES) / W, 3)}, 8]"
+
+
+def test_a_model_prepared_for_quantization_but_not_converted_is_refused_with_what_to_call():
+    with pytest.raises(ExportError) as refused:
+        export_model(pt2e_prepared(), torch.randn(2, 3, 8, 8))
+    said = str(refused.value)
+    assert said.startswith("torch.export could not capture your model (")
+    assert said.endswith("the model still holds quantization observers (activation_post_process_0, "
+                         "activation_post_process_1, activation_post_process_2 and 1 more): it was prepared for "
+                         "quantization but not converted; after calibrating, submit `convert_pt2e(prepared)` (or "
+                         "`prepare_qat_pt2e` -> train -> `convert_pt2e`).")
