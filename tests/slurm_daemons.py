@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -36,6 +37,27 @@ def slurm_conf(directory: Path) -> str:
         f"PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP", ""])
 
 
+def munged_answers() -> bool:
+    """Whether munged answers on its socket (`munge -n` encodes a credential through it)."""
+    return subprocess.run(["munge", "-n"], capture_output=True).returncode == 0
+
+
+def start_munged() -> None:
+    """Start munged unless one answers. A socket file alone proves nothing: /run may be on disk and outlive the
+    daemon (a machine restored from a snapshot keeps a socket that refuses connections), so munged is started with
+    --force, which replaces a stale socket."""
+    if munged_answers():
+        return
+    MUNGE_SOCKET.parent.mkdir(parents=True, exist_ok=True)
+    shutil.chown(MUNGE_SOCKET.parent, "munge", "munge")
+    subprocess.run(["runuser", "-u", "munge", "--", "/usr/sbin/munged", "--force"], check=True)
+    deadline = time.monotonic() + 20
+    while not munged_answers():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"munged started but does not answer on {MUNGE_SOCKET}")
+        time.sleep(0.2)
+
+
 def start(directory: Path) -> dict[str, str]:
     """Start the daemons; returns the environment a Slurm client needs (SLURM_CONF)."""
     for sub in ("state", "spool"):
@@ -45,10 +67,7 @@ def start(directory: Path) -> dict[str, str]:
     conf.write_text(slurm_conf(directory))
     conf.chmod(0o644)
     env = {"SLURM_CONF": str(conf)}
-    if not MUNGE_SOCKET.exists():
-        MUNGE_SOCKET.parent.mkdir(parents=True, exist_ok=True)
-        shutil.chown(MUNGE_SOCKET.parent, "munge", "munge")
-        subprocess.run(["runuser", "-u", "munge", "--", "/usr/sbin/munged"], check=True)
+    start_munged()
     for daemon in ("slurmctld", "slurmd"):
         subprocess.run([daemon, "-f", str(conf)], check=True, env={**os.environ, **env})
     deadline = time.monotonic() + 60
@@ -59,6 +78,7 @@ def start(directory: Path) -> dict[str, str]:
         time.sleep(0.5)
     logs = "".join(f"\n--- {log.name} (last lines):\n" + "\n".join(log.read_text().splitlines()[-15:])
                    for log in sorted(directory.glob("slurm*.log")))
+    terminate(directory)  # a failed start leaves no daemon retrying in the background of the tests that follow
     raise RuntimeError(f"the Slurm node did not become idle: sinfo said {sinfo.stdout.strip()!r} "
                        f"{sinfo.stderr.strip()!r}{logs}")
 
@@ -70,6 +90,16 @@ def stop(directory: Path, env: dict[str, str]) -> None:
         deadline = time.monotonic() + 20
         while (directory / pid_file).exists() and time.monotonic() < deadline:
             time.sleep(0.2)
+    terminate(directory)  # whichever did not shut down
+
+
+def terminate(directory: Path) -> None:
+    """SIGTERM the daemons by their pid files (when `scontrol shutdown` cannot reach them)."""
+    for pid_file in ("slurmctld.pid", "slurmd.pid"):
+        try:
+            os.kill(int((directory / pid_file).read_text()), signal.SIGTERM)
+        except (OSError, ValueError):
+            pass
 
 
 def jobs(env: dict[str, str], user: str) -> list[str]:

@@ -2,7 +2,7 @@
 the kernel changes it, and work moved to threads, child processes or detached orphans is still counted."""
 from __future__ import annotations
 
-import os
+import json
 import subprocess
 import sys
 
@@ -11,26 +11,34 @@ import pytest
 from harness.execute import Sandbox, execute
 from harness.limits import Limits
 from harness.prepare import inject_parameters
-from harness.processes import tree_cpu_seconds
 from tests.conftest import notebook
 
 BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < {s}:\n    pass\n"
 TICK = 0.02  # /proc counts CPU in 10 ms ticks, user and system apart: one tick of each
 
 
+# Measured in a fresh parent process that has no other descendant: the test process's tree also holds whatever
+# earlier tests left behind (a kernel shutting down, a worker, a zombie that subprocess.Popen() reaps on creation),
+# and their CPU time inside the window would be counted too. The parent runs the child (argv[1]), prints both readings.
+PARENT = """import json, os, subprocess, sys
+before = tree_cpu_seconds(os.getpid())
+child = subprocess.Popen([sys.executable, '-c', sys.argv[1]], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+assert child.stdout.readline() == b'burnt\\n'
+alive = tree_cpu_seconds(os.getpid()) - before  # the child waits for its stdin
+child.communicate(b'')
+reaped = tree_cpu_seconds(os.getpid()) - before  # now in the parent's children's time
+print(json.dumps([alive, reaped]))"""
+CHILD_WAITING = BURN.format(s=0.5) + "print('burnt', flush=True)\nimport os, sys; sys.stdin.read(); os._exit(0)\n"
+
+
 def test_tree_cpu_seconds_counts_live_and_reaped_children():
-    before = tree_cpu_seconds(os.getpid())
-    child = subprocess.Popen([sys.executable, "-c", BURN.format(s=0.5) + "print('burnt', flush=True)\n"
-                              "import os, sys; sys.stdin.read(); os._exit(0)"],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert child.stdout.readline() == b"burnt\n"
-    alive = tree_cpu_seconds(os.getpid()) - before  # the child waits for its stdin
-    child.communicate(b"")
-    reaped = tree_cpu_seconds(os.getpid()) - before  # now in this process's children's time
-    assert 0.5 <= alive < 0.5 + 0.3  # + the interpreter's start-up
-    # once reaped, its time moves to this process's children's time and is still counted; what it spent between the
+    out = subprocess.run([sys.executable, "-c", PARENT, CHILD_WAITING], capture_output=True, text=True,
+                         check=True).stdout
+    alive, reaped = json.loads(out)
+    assert 0.5 <= alive < 0.5 + 0.3, (alive, reaped)  # + the interpreter's start-up (0.04 s)
+    # once reaped, its time moves to the parent's children's time and is still counted; what it spent between the
     # two readings (reading its stdin, exiting without the interpreter's tear-down) is a few ticks at most
-    assert 0 <= reaped - alive < 3 * TICK
+    assert 0 <= reaped - alive < 3 * TICK, (alive, reaped)
 
 
 def run_cells(cells: list[str]):

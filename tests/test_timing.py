@@ -30,6 +30,10 @@ budget = 1.5
 """
 BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < {s}:\n    pass"  # s seconds of CPU
 SLEEP_1 = "import time\ntime.sleep(1.0)"
+# What the cells every notebook shares may cost more than the reference's did, charged to training: they take about
+# 5.6 s of CPU here and vary by up to ~10 % between runs (0.06 to 0.2 s on an idle machine, 0.49 s seen in a CI run).
+# Charging them whole would add 5.6 s; charging a 1.5-s sleep, 1.5 s.
+SHARED_NOISE_S = 0.8
 
 
 @pytest.fixture
@@ -45,9 +49,9 @@ def test_time_ratio_compares_train_cpu_with_the_calibrated_reference(timed):
     assert result.status == "graded", result.error
     m = result.metrics
     assert m["time_basis"] == "cpu"
-    assert 1.8 <= m["time_ratio"] <= 2.3, m  # 2 s of CPU against 1 s, plus cell overheads
+    assert 1.8 <= m["time_ratio"] <= 2.0 + SHARED_NOISE_S, m  # 2 s of CPU against 1 s
     # the cells outside `train` are the reference's: charged about the train cells alone
-    assert m["train_cpu_s"] <= m["charged_train_s"] < m["train_cpu_s"] + 0.3, m
+    assert m["train_cpu_s"] <= m["charged_train_s"] < m["train_cpu_s"] + SHARED_NOISE_S, m
     assert m["time_ratio"] == round(m["charged_train_s"] / m["reference_train_cpu_s"], 4)
     assert 1.0 < m["exec_ratio"] < m["time_ratio"]
     speed = next(c for c in result.checks if c.id == "speed")
@@ -66,8 +70,8 @@ def test_waiting_in_the_train_cell_costs_no_time_ratio_on_cpu(timed):
                        assets=prepare_assignment(spec))
     m = result.metrics
     assert 0.9 <= m["train_cpu_s"] / m["reference_train_cpu_s"] <= 1.1, m
-    # charged: the train cells plus what the shared cells cost more than the reference's (noise, ~0.1 s of CPU)
-    assert 0.9 <= m["time_ratio"] <= 1.35, m
+    # charged: the train cells plus the shared cells' noise; the 1.5 s asleep would make it 2.5 or more
+    assert 0.9 <= m["time_ratio"] <= 1.0 + SHARED_NOISE_S, m
     assert m["train_time_s"] >= 2.5, m  # wall clock: 1 s of CPU + 1.5 s asleep (more on a loaded machine)
     assert next(c for c in result.checks if c.id == "speed").passed
 
@@ -95,8 +99,9 @@ def test_training_moved_out_of_the_train_cells_is_still_charged(timed):
                        assets=prepare_assignment(spec))
     m = result.metrics
     assert m["train_cpu_s"] < 0.1
-    assert 3.7 <= m["charged_train_s"] < 4.5  # what it spent beyond the cells every notebook shares
-    assert m["time_ratio"] == round(m["charged_train_s"] / m["reference_train_cpu_s"], 4) > 3.5
+    # what it spent beyond the cells every notebook shares (uncharged, it would be about 0)
+    assert 4.0 - SHARED_NOISE_S <= m["charged_train_s"] < 4.0 + SHARED_NOISE_S, m
+    assert m["time_ratio"] == round(m["charged_train_s"] / m["reference_train_cpu_s"], 4) > 3.0
     speed = next(c for c in result.checks if c.id == "speed")
     assert not speed.passed and speed.message.startswith(f"training took {m['time_ratio']:.2f}x the reference's")
     outside = m["charged_train_s"] - m["train_cpu_s"]
