@@ -21,6 +21,7 @@ TICK = 0.02  # /proc counts CPU in 10 ms ticks, user and system apart: one tick 
 # earlier tests left behind (a kernel shutting down, a worker, a zombie that subprocess.Popen() reaps on creation),
 # and their CPU time inside the window would be counted too. The parent runs the child (argv[1]), prints both readings.
 PARENT = """import json, os, subprocess, sys
+from harness.processes import tree_cpu_seconds
 before = tree_cpu_seconds(os.getpid())
 child = subprocess.Popen([sys.executable, '-c', sys.argv[1]], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 assert child.stdout.readline() == b'burnt\\n'
