@@ -17,10 +17,11 @@ BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < {s
 TICK = 0.02  # /proc counts CPU in 10 ms ticks, user and system apart: one tick of each
 
 
-# Measured in a fresh parent process that has no other descendant: the test process's tree also holds whatever
-# earlier tests left behind (a kernel shutting down, a worker, a zombie that subprocess.Popen() reaps on creation),
-# and their CPU time inside the window would be counted too. The parent runs the child (argv[1]), prints both readings.
+# Measured in a fresh parent process that has no other descendant: the test process's tree also holds what earlier
+# tests keep running (in a full run, test_browser's session-wide Chromium: chromedriver, renderers, GPU process), and
+# their CPU time inside the window would be counted too. The parent runs the child (argv[1]), prints both readings.
 PARENT = """import json, os, subprocess, sys
+from harness.processes import tree_cpu_seconds
 before = tree_cpu_seconds(os.getpid())
 child = subprocess.Popen([sys.executable, '-c', sys.argv[1]], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 assert child.stdout.readline() == b'burnt\\n'
