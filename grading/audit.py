@@ -8,10 +8,14 @@ or when its smallest margin is not larger than the spread of the margins (one mo
 
 Time ratios compare each run with the reference solution's run at the same seed and thread count, made in the same
 audit: the calibration cache is neither read nor written.
+
+The audit's header names the hash of its inputs (`audit_inputs`): the committed audits in docs/audit/ are checked
+against the bundled assignments by a test, so an assignment changed without a new audit fails `make test`.
 """
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -77,6 +81,15 @@ def audit_notebooks(spec: AssignmentSpec) -> dict[str, Path]:
     for path in sorted(spec.submissions_dir.glob("*.ipynb")):
         notebooks[f"example {path.stem}"] = path
     return notebooks
+
+
+def audit_inputs(spec: AssignmentSpec) -> str:
+    """What an audit's verdicts depend on: the assignment hash (assignment.toml, the source notebook, the reference
+    solution, dlgrade's version) and every notebook the audit grades. 16 hex digits of a sha256."""
+    digest = hashlib.sha256(spec.hash.encode())
+    for name, path in audit_notebooks(spec).items():
+        digest.update(b"\0" + name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def run_audit(spec: AssignmentSpec, seeds: int, thread_counts=THREAD_COUNTS, data_source: str | None = None,
@@ -162,7 +175,8 @@ def format_audit(spec: AssignmentSpec, rows: list[CheckAudit], runs: list[Run], 
     seed_text = f"seeds 0-{seeds - 1}" if "seed" in spec.parameters else "no seed parameter"
     threads = sorted({r.threads for r in runs})
     lines = [f"## `dlgrade audit {spec.id}`: {seed_text} x kernel threads {', '.join(map(str, threads))} "
-             f"({len(runs)} runs)", "",
+             f"({len(runs)} runs)", "", f"Inputs `{audit_inputs(spec)}` (`audit_inputs`: the assignment and every "
+             "notebook audited).", "",
              "| notebook | check | verdict | measured (min - max) | spread | margin | |",
              "|---|---|---|---|---|---|---|"]
     for row in rows:

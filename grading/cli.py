@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -170,9 +172,12 @@ def cmd_audit(args) -> int:
 
     spec = load_spec(args.assignment)
     prepare_device(spec)
+    started = time.monotonic()
     runs = run_audit(spec, args.seeds, data_source=args.data_dir, workers=args.workers)
     rows = summarize(spec, runs)
     print(format_audit(spec, rows, runs, args.seeds))
+    print(f"\n{len(runs)} runs, {args.workers} at a time, in {time.monotonic() - started:.0f} s on a machine with "
+          f"{os.cpu_count()} CPU cores.")
     return 1 if any(row.fragile for row in rows) else 0
 
 
