@@ -141,19 +141,33 @@ def retime(spec: AssignmentSpec, batch: list[Run]) -> None:
 
 def signed_margin(kind: str, check: CheckResult) -> float | None:
     """Distance of the measured value to the threshold, positive on the passing side; None where the verdict is not
-    a number against a threshold (shapes, counts, test cells) or nothing was measured."""
+    a number against a threshold (shapes, counts, test cells), where the figure is structural (weight and activation
+    bits follow from dtypes and levels, as counts do: `at_most = 16` for fp16 is exact, not a margin of 0), or where
+    nothing was measured."""
     if kind in ("accuracy", "beats") and isinstance(check.got, (int, float)) and isinstance(check.expected,
                                                                                           (int, float)):
         return check.got - check.expected  # beats: strictly above, so a margin of 0 fails (and is fragile)
     if kind == "time_ratio" and isinstance(check.got, dict) and check.got.get("time_ratio") is not None:
         return min(check.expected[key] - value for key, value in check.got.items() if value is not None)
+    if kind == "challenge_score" and isinstance(check.got, (int, float)):
+        return check.expected - check.got
+    if kind == "sparsity" and isinstance(check.got, dict):
+        return min(_sparsity_margins(check).values(), default=None)
     return None
 
 
 def measured_value(kind: str, check: CheckResult) -> float | None:
     if kind == "time_ratio":
         return (check.got or {}).get("time_ratio")
+    if kind == "sparsity" and isinstance(check.got, dict):  # the share the tighter requirement is on
+        margins = _sparsity_margins(check)
+        return check.got[min(margins, key=margins.get)] if margins else None
     return check.got if isinstance(check.got, (int, float)) and not isinstance(check.got, bool) else None
+
+
+def _sparsity_margins(check: CheckResult) -> dict[str, float]:
+    """Zero share - required, for each share the check requires (`zero`, `structured`)."""
+    return {key: check.got[key] - need for key, need in check.expected.items() if need > 0}
 
 
 def summarize(spec: AssignmentSpec, runs: list[Run]) -> list[CheckAudit]:
@@ -195,4 +209,4 @@ def format_audit(spec: AssignmentSpec, rows: list[CheckAudit], runs: list[Run], 
 def _number(value: float) -> str:
     if isinstance(value, int) or float(value).is_integer() and abs(value) >= 1000:
         return f"{int(value):,}"
-    return f"{value:.3f}"
+    return f"{value:.3g}" if 0 < abs(value) < 0.01 else f"{value:.3f}"  # challenge scores: 0.00159
