@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from grading.audit import CheckAudit, measured_value, signed_margin
+from grading.audit import CheckAudit, audit_inputs, measured_value, signed_margin
 from grading.cli import main
 from harness.checks import CheckResult
+from harness.spec import load_spec
 from tests.conftest import MODEL
 
 
@@ -75,4 +76,18 @@ def test_audit_flags_a_verdict_that_depends_on_the_kernels_thread_count(tiny, ca
     assert "| solution | output | pass |  |  |  | ok |" in table
     assert "| example s1 | params | FLIPS | 490 - 539 |  |  | **FRAGILE**: verdict flips: passed 1 of 2 runs |" in table
     assert "| example s1 | output | FLIPS |  |  |  | **FRAGILE**: verdict flips: passed 1 of 2 runs |" in table
-    assert table.rstrip().endswith("6 verdicts audited, 2 fragile.")
+    assert f"\n\nInputs `{audit_inputs(spec)}` (`audit_inputs`: " in table
+    assert "\n\n6 verdicts audited, 2 fragile.\n\n6 runs, 2 at a time, in " in table
+
+
+def test_audit_inputs_change_with_the_assignment_and_with_any_notebook_audited(tiny):
+    spec, write = tiny()
+    example = write([MODEL])
+    before = audit_inputs(spec)
+    assert audit_inputs(load_spec(spec.root)) == before  # the same files: the same inputs
+    example.write_bytes(example.read_bytes() + b"\n")
+    assert audit_inputs(spec) != before
+    changed = audit_inputs(spec)
+    toml = spec.root / "assignment.toml"
+    toml.write_text(toml.read_text() + "\n# a comment\n")
+    assert audit_inputs(load_spec(spec.root)) != changed
