@@ -8,10 +8,14 @@ or when its smallest margin is not larger than the spread of the margins (one mo
 
 Time ratios compare each run with the reference solution's run at the same seed and thread count, made in the same
 audit: the calibration cache is neither read nor written.
+
+The audit's header names the hash of its inputs (`audit_inputs`): the committed audits in docs/audit/ are checked
+against the bundled assignments by a test, so an assignment changed without a new audit fails `make test`.
 """
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -79,6 +83,15 @@ def audit_notebooks(spec: AssignmentSpec) -> dict[str, Path]:
     return notebooks
 
 
+def audit_inputs(spec: AssignmentSpec) -> str:
+    """What an audit's verdicts depend on: the assignment hash (assignment.toml, the source notebook, the reference
+    solution, dlgrade's version) and every notebook the audit grades. 16 hex digits of a sha256."""
+    digest = hashlib.sha256(spec.hash.encode())
+    for name, path in audit_notebooks(spec).items():
+        digest.update(b"\0" + name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def run_audit(spec: AssignmentSpec, seeds: int, thread_counts=THREAD_COUNTS, data_source: str | None = None,
               workers: int = 1, log=sys.stderr) -> list[Run]:
     """Grade every audit notebook at every (seed, thread count), `workers` at a time (grading threads, each with its
@@ -128,19 +141,33 @@ def retime(spec: AssignmentSpec, batch: list[Run]) -> None:
 
 def signed_margin(kind: str, check: CheckResult) -> float | None:
     """Distance of the measured value to the threshold, positive on the passing side; None where the verdict is not
-    a number against a threshold (shapes, counts, test cells) or nothing was measured."""
+    a number against a threshold (shapes, counts, test cells), where the figure is structural (weight and activation
+    bits follow from dtypes and levels, as counts do: `at_most = 16` for fp16 is exact, not a margin of 0), or where
+    nothing was measured."""
     if kind in ("accuracy", "beats") and isinstance(check.got, (int, float)) and isinstance(check.expected,
                                                                                           (int, float)):
         return check.got - check.expected  # beats: strictly above, so a margin of 0 fails (and is fragile)
     if kind == "time_ratio" and isinstance(check.got, dict) and check.got.get("time_ratio") is not None:
         return min(check.expected[key] - value for key, value in check.got.items() if value is not None)
+    if kind == "challenge_score" and isinstance(check.got, (int, float)):
+        return check.expected - check.got
+    if kind == "sparsity" and isinstance(check.got, dict):
+        return min(_sparsity_margins(check).values(), default=None)
     return None
 
 
 def measured_value(kind: str, check: CheckResult) -> float | None:
     if kind == "time_ratio":
         return (check.got or {}).get("time_ratio")
+    if kind == "sparsity" and isinstance(check.got, dict):  # the share the tighter requirement is on
+        margins = _sparsity_margins(check)
+        return check.got[min(margins, key=margins.get)] if margins else None
     return check.got if isinstance(check.got, (int, float)) and not isinstance(check.got, bool) else None
+
+
+def _sparsity_margins(check: CheckResult) -> dict[str, float]:
+    """Zero share - required, for each share the check requires (`zero`, `structured`)."""
+    return {key: check.got[key] - need for key, need in check.expected.items() if need > 0}
 
 
 def summarize(spec: AssignmentSpec, runs: list[Run]) -> list[CheckAudit]:
@@ -162,7 +189,8 @@ def format_audit(spec: AssignmentSpec, rows: list[CheckAudit], runs: list[Run], 
     seed_text = f"seeds 0-{seeds - 1}" if "seed" in spec.parameters else "no seed parameter"
     threads = sorted({r.threads for r in runs})
     lines = [f"## `dlgrade audit {spec.id}`: {seed_text} x kernel threads {', '.join(map(str, threads))} "
-             f"({len(runs)} runs)", "",
+             f"({len(runs)} runs)", "", f"Inputs `{audit_inputs(spec)}` (`audit_inputs`: the assignment and every "
+             "notebook audited).", "",
              "| notebook | check | verdict | measured (min - max) | spread | margin | |",
              "|---|---|---|---|---|---|---|"]
     for row in rows:
@@ -181,4 +209,4 @@ def format_audit(spec: AssignmentSpec, rows: list[CheckAudit], runs: list[Run], 
 def _number(value: float) -> str:
     if isinstance(value, int) or float(value).is_integer() and abs(value) >= 1000:
         return f"{int(value):,}"
-    return f"{value:.3f}"
+    return f"{value:.3g}" if 0 < abs(value) < 0.01 else f"{value:.3f}"  # challenge scores: 0.00159

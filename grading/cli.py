@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -24,7 +26,8 @@ EXAMPLES = {
     "demo": "examples:\n  dlgrade demo --out demo_out      (then open demo_out/index.html)\n"
             "  dlgrade demo --out demo_out --assignment ~/course/assignments/lab2 --assignment shapes_params",
     "backbone": "examples:\n  dlgrade backbone --out backbones/digits32_0to4_resnet18.pt\n"
-                "  dlgrade backbone --out bb.pt --epochs 15 --seed 1",
+                "  dlgrade backbone --out bb.pt --epochs 15 --seed 1\n"
+                "  dlgrade backbone --name digits32_teacher --out teacher.pt",
     "leaderboard": "examples:\n  dlgrade leaderboard graded/results --out graded/leaderboard\n"
                    "  (writes leaderboard.csv, .md, .html and a dated snapshot in history/ when the table changed)",
     "release": "examples:\n  dlgrade release lab1_pytorch_intro --out course\n"
@@ -169,9 +172,12 @@ def cmd_audit(args) -> int:
 
     spec = load_spec(args.assignment)
     prepare_device(spec)
+    started = time.monotonic()
     runs = run_audit(spec, args.seeds, data_source=args.data_dir, workers=args.workers)
     rows = summarize(spec, runs)
     print(format_audit(spec, rows, runs, args.seeds))
+    print(f"\n{len(runs)} runs, {args.workers} at a time, in {time.monotonic() - started:.0f} s on a machine with "
+          f"{os.cpu_count()} CPU cores.")
     return 1 if any(row.fragile for row in rows) else 0
 
 
@@ -213,12 +219,11 @@ def cmd_leaderboard(args) -> int:
 
 
 def cmd_backbone(args) -> int:
-    from reference.backbones import DIGITS_BACKBONE, pretrain_digits_backbone
+    from reference.backbones import pretrain_digits_backbone
 
-    meta = pretrain_digits_backbone(Path(args.out), epochs=args.epochs or DIGITS_BACKBONE["epochs"],
-                                    seed=DIGITS_BACKBONE["seed"] if args.seed is None else args.seed)
-    print(f"{meta['model']} {meta['kwargs']} pretrained on {meta['dataset']} ({meta['epochs']} epochs, seed "
-          f"{meta['seed']}, {meta['train_time_s']:.1f} s of training): val accuracy {meta['val_accuracy']:.1%}, "
+    meta = pretrain_digits_backbone(Path(args.out), epochs=args.epochs, seed=args.seed, name=args.name)
+    print(f"{meta['name']}: {meta['model']} {meta['kwargs']} pretrained on {meta['dataset']} ({meta['epochs']} epochs, "
+          f"seed {meta['seed']}, {meta['train_time_s']:.1f} s of training): val accuracy {meta['val_accuracy']:.1%}, "
           f"held-out test accuracy {meta['test_accuracy']:.1%}\nsaved {args.out}")
     return 0
 
@@ -337,11 +342,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="directory for leaderboard.csv/.md/.html and history/")
     p.add_argument("--assignment", help="assignment id or directory (default: the one named in the results)")
 
-    p = add("backbone", "Pretrain the offline reference backbone for transfer learning (digits32 classes 0-4).",
-            cmd_backbone)
+    p = add("backbone", "Pretrain one of the offline reference networks a lab is given: Lab 1's transfer backbone "
+            "(digits32 classes 0-4) or lab_distillation's teacher (all ten digits).", cmd_backbone)
     p.add_argument("--out", required=True, help="the backbone file to write (.pt)")
-    p.add_argument("--epochs", type=positive_int, help="training epochs (default 8)")
-    p.add_argument("--seed", type=int, help="seed of the initial weights, batch order and augmentation (default 0)")
+    p.add_argument("--name", default="digits32_resnet18",
+                   help="which recipe: digits32_resnet18 (the default, Lab 1's) or digits32_teacher")
+    p.add_argument("--epochs", type=positive_int, help="training epochs (default: the recipe's)")
+    p.add_argument("--seed", type=int, help="seed of the initial weights, batch order and augmentation (default: the "
+                   "recipe's)")
 
     p = add("demo", "The whole pipeline on the example submissions of every bundled assignment (or of those given "
             "with --assignment), offline: grade, feedback, grades CSV, leaderboard, each example against its "

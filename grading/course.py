@@ -61,7 +61,8 @@ def check_cells(spec: AssignmentSpec) -> list[nbformat.NotebookNode]:
         metadata={"nbgrader": _meta("dlgrade_checks_intro", grade=False)})]
     for check in spec.harness_checks:
         options = "".join(f", {k} = {v}" for k, v in check.options.items()
-                          if k in ("model", "baseline", "threshold", "budget", "rel_tol"))
+                          if k in ("model", "baseline", "threshold", "budget", "rel_tol", "at_most", "unstructured",
+                                   "structured", "gate"))
         source = CHECK_CELL.format(points=check.points, plural="" if check.points == 1 else "s", id=check.id,
                                    kind=check.kind, options=options) + (HIDDEN if check.hidden else SHOWN)
         cells.append(nbformat.v4.new_code_cell(source, metadata={"nbgrader": _meta(check.id, points=check.points)}))

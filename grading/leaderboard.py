@@ -23,13 +23,12 @@ import pandas as pd
 
 from grading import leaderboard_html
 from harness.errors import BadInput, SpecError
+from harness.score import FULL_BITS, REFERENCE_MACS, REFERENCE_PARAMS, challenge_score, score_terms
 from harness.spec import ASSIGNMENTS_DIR, AssignmentSpec, load_spec, resolve
 
-REFERENCE_PARAMS, REFERENCE_MACS = 5.6e6, 2.8e8  # ResNet18-CIFAR (11,173,962 params, ~5.55e8 MACs) at 16 bits
 RESNET18_CIFAR = (11_173_962, 556_651_520)  # its params and MACs (measured in tests/test_leaderboard.py)
-FULL_BITS = 32  # float32: q / FULL_BITS = 1
 METRICS = ["architecture", "time_basis", "params", "macs", "accuracy", "train_time_s", "train_cpu_s", "exec_time_s",
-           "exec_cpu_s", "charged_train_s", "time_ratio", "latency_ms", "weight_bits", "activation_bits",
+           "exec_cpu_s", "charged_train_s", "time_ratio", "latency_ms", "weights", "weight_bits", "activation_bits",
            "structured_sparsity", "unstructured_sparsity"]  # from results
 NUMBERS = METRICS[2:]
 TEXT_COLUMNS = ["submission", "architecture", "Pareto"]  # of display_table: left-aligned
@@ -40,13 +39,6 @@ FRONTS = {"params": "pareto_params", "macs": "pareto_macs", "ranked_train_s": "p
 
 class LeaderboardError(BadInput):
     """No results to rank, or results of several assignments mixed; the message says what to do."""
-
-
-def challenge_score(params: float, macs: float, weight_bits: float, activation_bits: float,
-                    structured_sparsity: float = 0.0, unstructured_sparsity: float = 0.0) -> float:
-    p_s, p_u = structured_sparsity, unstructured_sparsity
-    return ((1 - p_s - p_u) * (weight_bits / FULL_BITS) * params / REFERENCE_PARAMS
-            + (1 - p_s) * (max(weight_bits, activation_bits) / FULL_BITS) * macs / REFERENCE_MACS)
 
 
 def _number(x: float) -> str:
@@ -132,10 +124,13 @@ def leaderboard_table(spec: AssignmentSpec, results: list[dict]) -> pd.DataFrame
     table[NUMBERS] = table[NUMBERS].apply(pd.to_numeric, errors="coerce")
     table.insert(table.columns.get_loc("time_ratio"), "ranked_train_s", ranked_train_s(table))
     measured = (table["status"] == "graded") & table[["params", "macs"]].notna().all(axis=1)
-    table["challenge_score"] = [
-        challenge_score(r.params, r.macs, r.weight_bits, r.activation_bits, r.structured_sparsity or 0.0,
-                        r.unstructured_sparsity or 0.0) if ok and pd.notna(r.weight_bits) else float("nan")
-        for ok, r in zip(measured, table.itertuples())]
+    scored = measured & table[["weights", "weight_bits"]].notna().all(axis=1)
+    terms = [score_terms(r.weights, r.macs, r.weight_bits, r.activation_bits, r.structured_sparsity or 0.0,
+                         r.unstructured_sparsity or 0.0) if ok else (float("nan"), float("nan"))
+             for ok, r in zip(scored, table.itertuples())]
+    table["score_weight_term"] = [weight for weight, _ in terms]
+    table["score_mac_term"] = [mac for _, mac in terms]
+    table["challenge_score"] = table["score_weight_term"] + table["score_mac_term"]
     table["above_gate"] = measured & (table["accuracy"] >= spec.leaderboard.accuracy_gate)
     ranked = table[measured]
     for cost, column in FRONTS.items():
@@ -253,6 +248,14 @@ def display_table(table: pd.DataFrame, rank: str = "pareto") -> pd.DataFrame:
 
     bits = {header: [("" if pd.isna(v) else percent(v) if "sparsity" in column else f"{v:g}")
                      for v in table[column]] for header, column in BITS.items()} if shows_bits(table, rank) else {}
+    scores = [("" if pd.isna(s) else f"{s:.4g}" + ("" if ok else " (below gate)"))
+              for s, ok in zip(table["challenge_score"], table["above_gate"])]
+    if rank == "challenge":  # the score that ranks, and what it is made of, right after the accuracy
+        after_accuracy = {"score": scores, "weight term": [num(v, ".4g") for v in table["score_weight_term"]],
+                          "MAC term": [num(v, ".4g") for v in table["score_mac_term"]], **bits}
+        at_end = {}
+    else:
+        after_accuracy, at_end = {}, {**bits, "score": scores}
     shown = pd.DataFrame({
         "rank": table["rank"].astype("string").fillna(""),
         "submission": table["submission"],
@@ -260,13 +263,12 @@ def display_table(table: pd.DataFrame, rank: str = "pareto") -> pd.DataFrame:
         "params": [num(v, ",.0f") for v in table["params"]],
         "MACs": [num(v, ",.0f") for v in table["macs"]],
         "accuracy": [num(v, ".1%") for v in table["accuracy"]],
+        **after_accuracy,
         time_column(table)[0]: [num(v, ".2f") for v in table["ranked_train_s"]],
         "time ratio": [num(v, ".2f") + (f" ({share:g}/GPU)" if pd.notna(share) and num(v, ".2f") else "")
                        for v, share in zip(table["time_ratio"], table["runs_per_gpu"])],
         "latency ms": [num(v, ".3f") for v in table["latency_ms"]],
-        **bits,
-        "score": [("" if pd.isna(s) else f"{s:.4f}" + ("" if ok else " (below gate)"))
-                  for s, ok in zip(table["challenge_score"], table["above_gate"])],
+        **at_end,
         "Pareto": [" ".join(name for name, col in (("params", "pareto_params"), ("MACs", "pareto_macs"),
                                                    ("time", "pareto_time")) if row[col])
                    for _, row in table.iterrows()],
@@ -291,11 +293,14 @@ def legend(spec: AssignmentSpec, table: pd.DataFrame) -> list[tuple[str, str]]:
     resnet = challenge_score(*RESNET18_CIFAR, 16, 16)
     header, _, time_meaning = time_column(table)
     items = [
-        ("score", f"`{SCORE_FORMULA}`, lower is better: `w` parameters, `f` MACs (multiply-accumulates for one "
-                  "example), `q_w` / `q_a` bits of the weights (averaged over the parameters) / of the activations "
-                  f"({FULL_BITS} = float32, 16 = half precision), `p_s` structured sparsity (the share of parameters "
-                  "in all-zero output channels, which leave the MAC term too), `p_u` unstructured sparsity (the share "
-                  f"of the other parameters that are exactly zero). {_number(REFERENCE_PARAMS)} and "
+        ("score", f"`{SCORE_FORMULA}`, lower is better: `w` the weights the layers use (whatever holds them; a "
+                  "pruned weight counts), `f` MACs (multiply-accumulates for one example; a quantized or pruned "
+                  "graph counts like its float original), `q_w` / `q_a` bits of the weights as the layers see them "
+                  f"(averaged over `w`: {FULL_BITS} = float32, 16 = half precision, 8 = int8 storage, k = float "
+                  "values on at most 2^k levels per output channel) / of the layers' inputs, `p_s` structured "
+                  "sparsity (the share of `w` in all-zero output channels, which leave the MAC term too), `p_u` "
+                  "unstructured sparsity (the share of the other weights that are exactly zero; prune's masks "
+                  f"count). {_number(REFERENCE_PARAMS)} and "
                   f"{_number(REFERENCE_MACS)} are the course's reference figures (ResNet18-CIFAR: "
                   f"{RESNET18_CIFAR[0]:,} parameters, {RESNET18_CIFAR[1]:,} MACs; in half precision it scores "
                   f"{resnet:.2f}). Every number "
@@ -322,6 +327,10 @@ def legend(spec: AssignmentSpec, table: pd.DataFrame) -> list[tuple[str, str]]:
         ("time ratio", "the training time charged / the reference solution's training time, what the assignment's "
                        "time check compares (k/GPU: k runs shared one GPU)."),
     ]
+    if challenge:
+        weight_term, mac_term = SCORE_FORMULA.removeprefix("score = ").split(" + ")
+        items.append(("weight term, MAC term", f"the score's two terms, `{weight_term}` and `{mac_term}`: which "
+                                               "one to work on."))
     if shows_bits(table, spec.leaderboard.rank):
         items.append((", ".join(BITS), "`q_w`, `q_a`, `p_s`, `p_u` of the score, as in leaderboard.csv (shown "
                                        "wherever the score ranks, and elsewhere when a submission is not 32-bit "

@@ -22,7 +22,8 @@ TEXT_COLUMNS = {"submission", "architecture", "Pareto"}
 RAW = {"rank": "rank", "params": "params", "MACs": "macs", "accuracy": "accuracy", "time ratio": "time_ratio",
        "latency ms": "latency_ms", "score": "challenge_score", "weight bits": "weight_bits",
        "act. bits": "activation_bits", "struct. sparsity": "structured_sparsity",
-       "unstr. sparsity": "unstructured_sparsity"}  # shown column: the table's number its cells sort by
+       "unstr. sparsity": "unstructured_sparsity", "weight term": "score_weight_term",
+       "MAC term": "score_mac_term"}  # shown column: the table's number its cells sort by
 
 
 def page(spec: AssignmentSpec, table: pd.DataFrame, shown: pd.DataFrame, *, time_column: tuple[str, str, str],

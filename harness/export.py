@@ -6,6 +6,7 @@ The exported program is data (a graph + weights), so the measuring process never
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 from torch import nn
@@ -52,19 +53,44 @@ def export_model(model: nn.Module, example_input: torch.Tensor) -> torch.export.
     model = getattr(model, "_orig_mod", model)
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     x = example_batch(example_input, dtype)
-    cpu_model = copy.deepcopy(model).to("cpu").eval()
-    dynamic = ({0: torch.export.Dim("batch")},)
+    cpu_model = eval_mode(copy_of(model).to("cpu"))
     try:
-        program = torch.export.export(cpu_model, (x,), dynamic_shapes=dynamic)
+        program = _export(cpu_model, x)
     except Exception as exc:  # torch raises many types here; all mean "not exportable"
-        raise ExportError(explain_export_failure(exc)) from exc
+        raise ExportError(explain_export_failure(exc, observers(cpu_model))) from exc
     opless = modules_without_ops(program)
     if not opless:
         return program
     try:  # again, keeping which tensor each op-less module returned: its activation shape (harness/measure.py)
-        return torch.export.export(cpu_model, (x,), dynamic_shapes=dynamic, preserve_module_call_signature=opless)
+        return _export(cpu_model, x, preserve_module_call_signature=opless)
     except Exception:  # the program above is complete; only those modules' activation shapes are lost
         return program
+
+
+def _export(model: nn.Module, x: torch.Tensor, **options) -> torch.export.ExportedProgram:
+    """torch.export with a dynamic batch dimension."""
+    with warnings.catch_warnings():  # prune's forward pre-hook sets `weight` at every call: expected, not a bug
+        warnings.filterwarnings("ignore", message="The tensor attributes .* were assigned during export")
+        return torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},), **options)
+
+
+def copy_of(model: nn.Module) -> nn.Module:
+    """A deep copy, also of a model pruned with torch.nn.utils.prune: its `weight` is a computed (non-leaf) tensor
+    that deepcopy refuses; the copy gets it detached, and prune's forward pre-hook recomputes it from `weight_orig`
+    and `weight_mask` at every call."""
+    memo = {id(value): value.detach().clone() for module in model.modules() for value in vars(module).values()
+            if isinstance(value, torch.Tensor) and value.grad_fn is not None}
+    return copy.deepcopy(model, memo)
+
+
+def eval_mode(model: nn.Module) -> nn.Module:
+    """model.eval(), or torchao's own way for a PT2E-quantized model, whose eval() raises NotImplementedError."""
+    try:
+        return model.eval()
+    except NotImplementedError:
+        from torchao.quantization.pt2e import move_exported_model_to_eval
+
+        return move_exported_model_to_eval(model)
 
 
 def modules_without_ops(program: torch.export.ExportedProgram) -> tuple[str, ...]:
@@ -75,11 +101,24 @@ def modules_without_ops(program: torch.export.ExportedProgram) -> tuple[str, ...
     return tuple(entry.fqn for entry in program.module_call_graph if entry.fqn and entry.fqn not in with_ops)
 
 
-def explain_export_failure(exc: Exception) -> str:
+def observers(model: nn.Module) -> list[str]:
+    """Names of the quantization observers and fake-quantize modules left in `model` (PyTorch's or torchao's:
+    their classes derive from ObserverBase or FakeQuantizeBase): a model prepared for quantization, not converted."""
+    return sorted(name for name, module in model.named_modules()
+                  if any(cls.__name__ in ("ObserverBase", "FakeQuantizeBase") for cls in type(module).__mro__))
+
+
+def explain_export_failure(exc: Exception, observer_names: list[str] | None = None) -> str:
     """Turn a torch.export failure into a message that says what to change in the model."""
     text = str(exc)
     first_line = next((line for line in text.splitlines() if line.strip()), type(exc).__name__)
-    if "data-dependent" in text or "GuardOnDataDependent" in text or "DataDependent" in type(exc).__name__:
+    if observer_names:
+        shown = ", ".join(observer_names[:3]) + (f" and {len(observer_names) - 3} more" if len(observer_names) > 3
+                                                 else "")
+        advice = (f"the model still holds quantization observers ({shown}): it was prepared for quantization but not "
+                  "converted; after calibrating, submit `convert_pt2e(prepared)` (or `prepare_qat_pt2e` -> train -> "
+                  "`convert_pt2e`)")
+    elif "data-dependent" in text or "GuardOnDataDependent" in text or "DataDependent" in type(exc).__name__:
         advice = (
             "forward() branches on tensor values (e.g. `if x.sum() > 0:` or `.item()`), which torch.export cannot "
             "capture: use torch.where(...) for element-wise choices, or decide the branch from shapes/attributes"

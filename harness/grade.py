@@ -146,9 +146,10 @@ def grade_one(notebook: Path, spec: AssignmentSpec, overrides: dict | None = Non
 
 
 MEASURED_METRICS = ("params", "trainable_params", "macs", "accuracy", "latency_ms", "activation_shapes", "architecture",
-                    "weight_bits", "activation_bits", "structured_sparsity", "unstructured_sparsity",
+                    "weights", "weight_bits", "activation_bits", "structured_sparsity", "unstructured_sparsity",
                     "latency_device", "throughput_per_s", "throughput_batch")
-EXTRA_MODEL_METRICS = ("params", "trainable_params", "macs", "accuracy")  # metrics.models[name] for extra models
+EXTRA_MODEL_METRICS = ("params", "trainable_params", "macs", "accuracy", "weights", "weight_bits", "activation_bits",
+                       "structured_sparsity", "unstructured_sparsity")  # metrics.models[name] for extra models
 
 
 def grading_parameters(spec: AssignmentSpec, overrides: dict, selfcheck: bool) -> dict:

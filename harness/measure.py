@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Sequence
 
 import torch
+import torch.ao.quantization.fx._decomposed  # noqa: F401  registers quantized_decomposed: PT2E int8 programs load
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -69,19 +70,22 @@ def dtype_bits(dtype: torch.dtype) -> int:
 
 
 def precision_and_sparsity(ep: torch.export.ExportedProgram) -> dict:
-    """What the course's challenge score needs from the weights themselves (docs/architecture.md, Leaderboards):
-    `weight_bits` q_w (bits per parameter, averaged over parameters), `activation_bits` q_a (of the input the program
-    takes), `structured_sparsity` p_s (fraction of parameters in all-zero output channels/rows of >= 2-D weights)
-    and `unstructured_sparsity` p_u (fraction of the other parameters that are exactly zero)."""
-    params = [ep.state_dict[name].detach() for name in ep.graph_signature.parameters]
-    total = sum(p.numel() for p in params)
-    pruned = sum(p[(p.flatten(1) == 0).all(1)].numel() for p in params if p.dim() >= 2)
-    zeros = sum(int((p == 0).sum()) for p in params) - pruned
+    """What the course's challenge score needs from the weights as the layers see them (harness/compression.py):
+    `weights` w (what the layers use, whatever holds it; `params` counts registered parameters), `weight_bits` q_w
+    (bits per weight, weighted by size), `activation_bits` q_a (of the layers' activations; of the program's input
+    when no layer takes one), `structured_sparsity` p_s (weights in all-zero output channels) and
+    `unstructured_sparsity` p_u (the other zero weights), both over w, and `compression`: per layer, its bits and
+    the rule that decided them."""
+    from harness.compression import activation_bits, compression_figures
+
+    figures = compression_figures(ep)
     return {
-        "weight_bits": round(sum(dtype_bits(p.dtype) * p.numel() for p in params) / total, 3) if total else None,
-        "activation_bits": dtype_bits(program_input(ep).dtype),
-        "structured_sparsity": round(pruned / total, 6) if total else 0.0,
-        "unstructured_sparsity": round(zeros / total, 6) if total else 0.0,
+        "weights": figures["params"],
+        "weight_bits": figures["weight_bits"],
+        "activation_bits": activation_bits(ep) or dtype_bits(program_input(ep).dtype),
+        "structured_sparsity": figures["structured_sparsity"],
+        "unstructured_sparsity": figures["unstructured_sparsity"],
+        "compression": figures["layers"],
     }
 
 
@@ -158,8 +162,10 @@ def _conv_mode_macs(inputs, outputs) -> int:
     return conv_flop_count(x_shape, w_shape, out_shape, transposed=False)
 
 
+QUANTIZE_OPS = tuple(f"quantized_decomposed::{kind}_per_{group}" for kind in ("quantize", "dequantize")
+                     for group in ("tensor", "channel", "token", "channel_group"))  # per-element: no MACs
 MAC_HANDLES = {**{op: handle for op, handle in _DEFAULT_SUPPORTED_OPS.items() if op not in WEIGHT_FREE_FVCORE_OPS},
-               "aten::_convolution_mode": _conv_mode_macs}
+               "aten::_convolution_mode": _conv_mode_macs, **dict.fromkeys(QUANTIZE_OPS)}
 
 
 def count_macs(module: nn.Module, x1: torch.Tensor) -> dict:

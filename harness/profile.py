@@ -19,6 +19,17 @@ class TrainModeOp(TypedDict):
     code: str  # the student's source line that called it (from the export's stack trace; may be "")
 
 
+class LayerCompression(TypedDict):
+    """How one layer op's weight was measured (harness/compression.py)."""
+
+    op: str  # the graph node of the layer op
+    sources: list[str]  # the parameters, buffers and constants its weight is computed from
+    bits: int
+    rule: str  # "integer storage" | "levels" | "dtype"
+    zeros: int
+    numel: int
+
+
 class Profile(TypedDict, total=False):
     params: int  # every parameter of the exported model, buffers excluded
     trainable_params: int
@@ -34,7 +45,9 @@ class Profile(TypedDict, total=False):
     module_types: dict[str, str]
     input_shape: list[int]
     architecture: str
-    weight_bits: float | None  # parameter-weighted bits per weight
+    weights: int  # the course's w (challenge score): weights the layers use, whatever holds them (compression.py)
+    weight_bits: float | None  # bits per weight, weighted by size (effective weights: harness/compression.py)
+    compression: list[LayerCompression]  # per weight-bearing layer op: its bits and the rule that decided them
     activation_bits: int
     structured_sparsity: float
     unstructured_sparsity: float

@@ -77,14 +77,15 @@ def new_run(spec: AssignmentSpec, started: str | None = None) -> dict:
 def empty_metrics() -> dict:
     """The contract's metrics first, then additions: the training time charged (which time_ratio compares and the
     leaderboard ranks), latency, whole-notebook time and its ratio, CPU times and which time the ratios compare,
-    and what the leaderboard's challenge score needs (architecture label, bits and sparsity of the weights); where
+    and what the leaderboard's challenge score needs (architecture label, the weights w, their bits and sparsity); where
     latency was measured and the batch-N throughput beside it."""
     return {"params": None, "trainable_params": None, "macs": None, "accuracy": None,
             "train_time_s": None, "time_ratio": None, "activation_shapes": {}, "charged_train_s": None,
             "latency_ms": None, "exec_time_s": None, "exec_ratio": None, "reference_train_time_s": None,
             "train_cpu_s": None, "exec_cpu_s": None, "reference_train_cpu_s": None, "time_basis": None,
-            "architecture": None, "weight_bits": None, "activation_bits": None, "structured_sparsity": None,
-            "unstructured_sparsity": None, "latency_device": None, "throughput_per_s": None, "throughput_batch": None}
+            "architecture": None, "weights": None, "weight_bits": None, "activation_bits": None,
+            "structured_sparsity": None, "unstructured_sparsity": None, "latency_device": None,
+            "throughput_per_s": None, "throughput_batch": None}
 
 
 def write_json_atomic(path: Path, data: dict, mode: int = 0o600) -> None:

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from grading.audit import CheckAudit, signed_margin
+from grading.audit import CheckAudit, audit_inputs, measured_value, signed_margin
 from grading.cli import main
 from harness.checks import CheckResult
+from harness.spec import load_spec
 from tests.conftest import MODEL
 
 
@@ -45,6 +46,19 @@ def test_signed_margins_point_to_the_passing_side():
     assert signed_margin("beats", beats) == pytest.approx(-0.05)
     assert signed_margin("time_ratio", timing) == pytest.approx(0.5)  # the tighter of the two budgets
     assert signed_margin("accuracy", CheckResult("acc", False, 0, 1, 0.5, None, "")) is None
+    assert signed_margin("activation_bits", CheckResult("b", True, 1, 1, 8, 8, "")) is None  # structural, like counts
+    assert signed_margin("challenge_score", CheckResult("s", False, 0, 1, 0.005, 0.006309, "")) == pytest.approx(
+        -0.001309)
+    assert signed_margin("challenge_score", CheckResult("s", False, 0, 1, 0.005, None, "below the gate")) is None
+
+
+def test_sparsity_is_audited_on_the_share_it_requires():
+    filters = CheckResult("f", True, 1, 1, {"zero": 0.0, "structured": 0.26}, {"zero": 0.27, "structured": 0.266358},
+                          "")
+    assert signed_margin("sparsity", filters) == pytest.approx(0.006358)  # `zero` is not required: 0
+    assert measured_value("sparsity", filters) == 0.266358
+    both = CheckResult("b", False, 0, 1, {"zero": 0.5, "structured": 0.25}, {"zero": 0.52, "structured": 0.1}, "")
+    assert (signed_margin("sparsity", both), measured_value("sparsity", both)) == (pytest.approx(-0.15), 0.1)
     assert signed_margin("params", CheckResult("p", True, 1, 1, 490, 490, "")) is None
 
 
@@ -62,4 +76,18 @@ def test_audit_flags_a_verdict_that_depends_on_the_kernels_thread_count(tiny, ca
     assert "| solution | output | pass |  |  |  | ok |" in table
     assert "| example s1 | params | FLIPS | 490 - 539 |  |  | **FRAGILE**: verdict flips: passed 1 of 2 runs |" in table
     assert "| example s1 | output | FLIPS |  |  |  | **FRAGILE**: verdict flips: passed 1 of 2 runs |" in table
-    assert table.rstrip().endswith("6 verdicts audited, 2 fragile.")
+    assert f"\n\nInputs `{audit_inputs(spec)}` (`audit_inputs`: " in table
+    assert "\n\n6 verdicts audited, 2 fragile.\n\n6 runs, 2 at a time, in " in table
+
+
+def test_audit_inputs_change_with_the_assignment_and_with_any_notebook_audited(tiny):
+    spec, write = tiny()
+    example = write([MODEL])
+    before = audit_inputs(spec)
+    assert audit_inputs(load_spec(spec.root)) == before  # the same files: the same inputs
+    example.write_bytes(example.read_bytes() + b"\n")
+    assert audit_inputs(spec) != before
+    changed = audit_inputs(spec)
+    toml = spec.root / "assignment.toml"
+    toml.write_text(toml.read_text() + "\n# a comment\n")
+    assert audit_inputs(load_spec(spec.root)) != changed

@@ -4,8 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from grading.cli import main
 from harness.data import raw_split, source_paths
 from reference.backbones import (
+    BACKBONES,
     TORCHVISION_RESNET18_FILE,
     BackboneError,
     load_digits_backbone,
@@ -60,6 +62,22 @@ def test_a_missing_or_wrong_backbone_file_says_what_to_do(tmp_path):
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(BackboneError, match="not a backbone written by"):
         load_digits_backbone(tmp_path / "other.pt")
+
+
+def test_dlgrade_backbone_makes_any_named_recipe_and_names_them_when_asked_for_another(tmp_path, capsys):
+    assert main(["backbone", "--name", "digits32_teacher", "--epochs", "1", "--out", str(tmp_path / "t.pt")]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith("digits32_teacher: resnet18 ") and " pretrained on digits32 (1 epochs, seed 0, " in said
+    _, meta = load_digits_backbone(tmp_path / "t.pt")
+    assert (meta["name"], meta["dataset"], meta["num_classes"]) == ("digits32_teacher", "digits32", 10)
+    assert main(["backbone", "--name", "resnet50", "--out", str(tmp_path / "x.pt")]) == 2
+    assert capsys.readouterr().err == ("dlgrade backbone: unknown backbone 'resnet50': use one of "
+                                       "digits32_resnet18, digits32_teacher\n")
+    assert not (tmp_path / "x.pt").exists()
+    with pytest.raises(SystemExit):
+        main(["backbone", "--help"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert all(name in said for name in BACKBONES), said
 
 
 def test_torchvision_weights_come_from_a_local_file_never_a_download(tmp_path, monkeypatch):
@@ -148,7 +166,9 @@ def test_extra_models_are_measured_when_declared_and_a_missing_one_fails_only_it
     assert result.status == "graded", result.error
     # scratch: Linear(48, 1) + Linear(1, 10) = 49 + 20 parameters, 48 + 10 MACs
     assert result.metrics["models"] == {"scratch": {"params": 69, "trainable_params": 69, "macs": 58,
-                                                    "accuracy": None}}
+                                                    "accuracy": None, "weights": 69, "weight_bits": 32.0,
+                                                    "activation_bits": 32, "structured_sparsity": 0.0,
+                                                    "unstructured_sparsity": 0.0}}
     assert (checks["params"].passed, checks["scratch_params"].passed) == (True, True)
     assert (checks["finetuned_output"].passed, checks["finetuned_output"].got) == (False, None)
     assert "did not submit the model 'finetuned'" in checks["finetuned_output"].message

@@ -40,10 +40,10 @@ def test_resnet18_cifar_in_half_precision_scores_about_two():
 def test_the_score_of_resnet18_comes_out_of_the_measuring_path():
     model = build("resnet18").half()
     profile = profile_module(model, (3, 32, 32))
-    assert (profile["params"], profile["macs"]) == (11_173_962, 556_651_520)
+    assert (profile["params"], profile["weights"], profile["macs"]) == (11_173_962, 11_173_962, 556_651_520)
     assert (profile["weight_bits"], profile["activation_bits"]) == (16, 16)
     assert profile["structured_sparsity"] == 0.0
-    score = challenge_score(profile["params"], profile["macs"], profile["weight_bits"], profile["activation_bits"],
+    score = challenge_score(profile["weights"], profile["macs"], profile["weight_bits"], profile["activation_bits"],
                             profile["structured_sparsity"], profile["unstructured_sparsity"])
     # fresh BatchNorm biases are exactly zero (4,800), and a few weights round to zero in half precision
     zeros = sum(int((p == 0).sum()) for p in model.parameters())
@@ -64,8 +64,8 @@ def test_half_the_weights_zeroed_halves_the_weight_term():
     expected = (1 - 0.5) * (16 / 32) * 16 / 5.6e6 + (16 / 32) * 16 / 2.8e8
     assert challenge_score(16, 16, 16, 16, 0.0, 0.5) == pytest.approx(expected, rel=1e-12)
     # the same zeros as whole rows are structured pruning: they also leave the MAC term
-    with torch.no_grad():
-        model[1].weight.fill_(1)
+    with torch.no_grad():  # float values in the other rows (all ones would be 1-bit weights: harness/compression.py)
+        model[1].weight.copy_(torch.randn(4, 4, generator=torch.Generator().manual_seed(0)))
         model[1].weight[:2] = 0
     pruned = profile_program(export_model(model.float(), torch.randn(2, 4)))
     assert (pruned["structured_sparsity"], pruned["unstructured_sparsity"], pruned["weight_bits"]) == (0.5, 0.0, 32)
@@ -94,6 +94,7 @@ def result(name, status="graded", accuracy=0.95, params=1000, macs=10_000, train
     measured = status == "graded"
     return {"assignment": PROJECT.id, "submission": name, "status": status, "metrics": {
         "architecture": "Net" if measured else None, "params": params if measured else None,
+        "weights": params if measured else None,
         "macs": macs if measured else None, "accuracy": accuracy if measured else None,
         "train_time_s": train_time_s if measured else None, "charged_train_s": train_time_s if measured else None,
         "exec_time_s": train_time_s + 0.5 if measured else None, "time_ratio": None, "latency_ms": None,
@@ -239,17 +240,23 @@ def test_the_cli_asks_for_the_assignments_directory_and_the_pages_explain_gate_s
     table = pd.read_csv(board / "leaderboard.csv")
     assert table["submission"].tolist() == ["pruned", "passes_not_gate", "crashed"]  # the lower score ranks 2nd
     shown = display_table(table, "challenge").set_index("submission")
-    assert shown.loc["passes_not_gate", "score"] == f"{0.5 * 1000 / 5.6e6 + 0.5 * 10_000 / 2.8e8:.4f} (below gate)"
+    weight_term, mac_term = 0.5 * 1000 / 5.6e6, 0.5 * 10_000 / 2.8e8  # 16 bits: half of each
+    assert shown.loc["passes_not_gate", "score":"MAC term"].tolist() == [
+        f"{weight_term + mac_term:.4g} (below gate)", f"{weight_term:.4g}", f"{mac_term:.4g}"]
+    assert shown.loc["passes_not_gate", "score"] == "0.0001071 (below gate)"  # 4 significant digits
     assert shown.loc[:, "weight bits":"unstr. sparsity"].values.tolist() == [
         ["24.5", "16", "25%", "0.0434%"], ["16", "16", "0%", "0%"], ["", "", "", ""]]
 
     markdown = (board / "leaderboard.md").read_text()
     rows = [re.sub(" +", " ", line) for line in markdown.splitlines() if line.startswith("|")]
-    assert rows[0] == ("| rank | submission | architecture | params | MACs | accuracy | train s | time ratio "
-                       "| latency ms | weight bits | act. bits | struct. sparsity | unstr. sparsity | score | Pareto |")
-    assert rows[3] == ("| 2 | passes_not_gate | Net | 1,000 | 10,000 | 93.0% | 1.00 | | | 16 | 16 | 0% | 0% | "
-                       "0.0001 (below gate) | params MACs |")
-    assert f"- **score**: `{SCORE_FORMULA}`, lower is better: `w` parameters, `f` MACs" in markdown
+    assert rows[0] == ("| rank | submission | architecture | params | MACs | accuracy | score | weight term | MAC term "
+                       "| weight bits | act. bits | struct. sparsity | unstr. sparsity | train s | time ratio "
+                       "| latency ms | Pareto |")
+    assert rows[3] == ("| 2 | passes_not_gate | Net | 1,000 | 10,000 | 93.0% | 0.0001071 (below gate) | 8.929e-05 | "
+                       "1.786e-05 | 16 | 16 | 0% | 0% | 1.00 | | | params MACs |")
+    assert f"- **score**: `{SCORE_FORMULA}`, lower is better: `w` the weights the layers use" in markdown
+    assert ("- **weight term, MAC term**: the score's two terms, `(1-(p_s+p_u))·(q_w/32)·w/5.6e6` and "
+            "`(1-p_s)·(max(q_w,q_a)/32)·f/2.8e8`: which one to work on.") in markdown
     gate = ("95% held-out accuracy (`[leaderboard] accuracy_gate` for digits32). A score counts only at or above "
             'it: a row under it shows "(below gate)" after its score and ranks after every row above it. The gate '
             "is the leaderboard's own bar, independent of the assignment's accuracy check (threshold 70%, which "
